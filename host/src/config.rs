@@ -1,0 +1,614 @@
+//! The configuration file: a raw serde shape that rejects unknown keys,
+//! turned into a validated [`Config`]. Every error names the file, the line
+//! and what to change.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::clock;
+use crate::plugin::{Grant, Origin, PluginLimits};
+use crate::trust::{TrustAnchor, TrustAnchors};
+
+/// A configuration error with its place in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The config file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let upto = &text[..offset.min(text.len())];
+    let line = upto.matches('\n').count() + 1;
+    let column = upto.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
+    identity: Vec<RawPlugin>,
+    #[serde(default)]
+    connector: Vec<RawPlugin>,
+    #[serde(default)]
+    trust_anchor: Vec<RawAnchor>,
+    policy: RawPolicy,
+    #[serde(default)]
+    listener: Vec<RawListener>,
+    #[serde(default)]
+    identity_cache: IdentityCacheConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    #[serde(default = "default_audit_output")]
+    output: String,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        Self {
+            output: default_audit_output(),
+        }
+    }
+}
+
+fn default_audit_output() -> String {
+    "stdout".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    name: Spanned<String>,
+    plugin: Spanned<String>,
+    #[serde(default)]
+    outbound: Vec<RawGrant>,
+    #[serde(default)]
+    config: toml::Table,
+    limits: Option<Spanned<PluginLimits>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrant {
+    origin: Spanned<String>,
+    #[serde(default)]
+    private: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnchor {
+    id: String,
+    provider: Spanned<String>,
+    reviewed: Spanned<String>,
+    max_age_days: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    policies: Vec<Spanned<String>>,
+    #[serde(default)]
+    schema_files: Vec<Spanned<String>>,
+    #[serde(default = "default_max_age")]
+    max_trust_anchor_age_days: i64,
+    #[serde(default = "default_true")]
+    watch: bool,
+}
+
+fn default_max_age() -> i64 {
+    30
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    name: Spanned<String>,
+    protocol: Spanned<String>,
+    bind: Spanned<String>,
+    identity: Spanned<String>,
+    connector: Spanned<String>,
+    credential: CredentialConfig,
+    upstream: Spanned<String>,
+    upstream_credential: Option<Spanned<RawUpstreamCredential>>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreamCredential {
+    header: String,
+    value_env: Option<String>,
+    value_file: Option<String>,
+    #[serde(default)]
+    prefix: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Spanned<String>,
+    key: Spanned<String>,
+}
+
+/// Where the caller's credential is, and its scheme.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialConfig {
+    /// Header name (default `authorization`).
+    #[serde(default = "default_credential_header")]
+    pub header: String,
+    /// Scheme prefix in the header value, e.g. `Bearer` (case-insensitive).
+    /// Empty means the whole value is the credential.
+    #[serde(default)]
+    pub scheme: String,
+}
+
+fn default_credential_header() -> String {
+    "authorization".into()
+}
+
+/// Bounds of the verified-identity cache.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityCacheConfig {
+    /// Most identities kept (default 100,000).
+    pub max_entries: usize,
+}
+
+impl Default for IdentityCacheConfig {
+    fn default() -> Self {
+        Self {
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// A validated plugin entry.
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    /// Instance name.
+    pub name: String,
+    /// Resolved `.wasm` path.
+    pub path: PathBuf,
+    /// The plugin's config as JSON text.
+    pub config_json: String,
+    /// Outbound grants.
+    pub grants: Vec<Grant>,
+    /// Limits.
+    pub limits: PluginLimits,
+}
+
+/// The upstream credential the host injects.
+#[derive(Debug, Clone)]
+pub struct UpstreamCredential {
+    /// Header to set.
+    pub header: http::HeaderName,
+    /// Where the value comes from.
+    pub source: CredentialSource,
+    /// Text put before the value (e.g. `Bearer `).
+    pub prefix: String,
+}
+
+/// Where an upstream secret is read from; the secret itself never sits in
+/// the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// An environment variable, read at start.
+    Env(String),
+    /// A file, read at start.
+    File(PathBuf),
+}
+
+/// Listener TLS files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// A validated listener.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Name, used in audit records and `context.gate.listener`.
+    pub name: String,
+    /// Address to bind.
+    pub bind: SocketAddr,
+    /// Identity provider instance name.
+    pub identity: String,
+    /// Connector instance name.
+    pub connector: String,
+    /// Credential location.
+    pub credential: CredentialConfig,
+    /// Upstream base URL.
+    pub upstream: http::Uri,
+    /// Upstream credential.
+    pub upstream_credential: Option<UpstreamCredential>,
+    /// TLS, when the listener terminates it.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Policy sources and settings.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// Policy files and folders, resolved.
+    pub policies: Vec<PathBuf>,
+    /// Extra schema fragment files, resolved.
+    pub schema_files: Vec<PathBuf>,
+    /// Whether to reload on file changes.
+    pub watch: bool,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// `stdout` or a file path.
+    pub audit_output: String,
+    /// Identity providers.
+    pub identities: Vec<PluginConfig>,
+    /// Connectors.
+    pub connectors: Vec<PluginConfig>,
+    /// Trust anchors.
+    pub trust: TrustAnchors,
+    /// Policy settings.
+    pub policy: PolicyConfig,
+    /// Listeners.
+    pub listeners: Vec<ListenerConfig>,
+    /// Identity cache bounds.
+    pub identity_cache: IdentityCacheConfig,
+}
+
+struct Checker<'a> {
+    file: &'a Path,
+    text: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, column) = line_col(self.text, span.start);
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line: Some(line),
+            column: Some(column),
+            message: message.into(),
+        });
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative paths in it are relative
+    /// to the file's folder.
+    ///
+    /// # Errors
+    /// Every problem found, each with its line.
+    pub fn load(path: &Path) -> Result<Self, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                message: format!("cannot read the config file: {e}"),
+            }]
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates config text as if it were read from `path`.
+    ///
+    /// # Errors
+    /// Every problem found, each with its line.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, Vec<ConfigError>> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unzip();
+            vec![ConfigError {
+                file: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim_end_matches('\n').to_string(),
+            }]
+        })?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut check = Checker {
+            file: path,
+            text,
+            errors: Vec::new(),
+        };
+        let identities = plugins(&mut check, &dir, raw.identity, "identity");
+        let connectors = plugins(&mut check, &dir, raw.connector, "connector");
+        if raw.policy.max_trust_anchor_age_days < 1 {
+            check.errors.push(ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                message: "`policy.max_trust_anchor_age_days` must be at least 1".into(),
+            });
+        }
+        let mut anchors = Vec::new();
+        for a in raw.trust_anchor {
+            if !identities.iter().any(|p| p.name == *a.provider.get_ref()) {
+                check.at(
+                    a.provider.span(),
+                    format!(
+                        "trust anchor names identity provider `{}`, which is not configured",
+                        a.provider.get_ref()
+                    ),
+                );
+            }
+            match clock::parse_date(a.reviewed.get_ref()) {
+                Ok(day) if day > (clock::now_unix() / 86_400) as i64 + 1 => {
+                    check.at(
+                        a.reviewed.span(),
+                        format!("review date `{}` is in the future", a.reviewed.get_ref()),
+                    );
+                }
+                Ok(day) => anchors.push(TrustAnchor {
+                    provider: a.provider.into_inner(),
+                    id: a.id,
+                    reviewed_day: day,
+                    max_age_days: a
+                        .max_age_days
+                        .unwrap_or(raw.policy.max_trust_anchor_age_days),
+                }),
+                Err(e) => check.at(a.reviewed.span(), e),
+            }
+        }
+        let policy = PolicyConfig {
+            policies: raw
+                .policy
+                .policies
+                .iter()
+                .map(|p| dir.join(p.get_ref()))
+                .collect(),
+            schema_files: raw
+                .policy
+                .schema_files
+                .iter()
+                .map(|p| dir.join(p.get_ref()))
+                .collect(),
+            watch: raw.policy.watch,
+        };
+        for (spanned, resolved) in raw.policy.policies.iter().zip(&policy.policies) {
+            if !resolved.exists() {
+                check.at(
+                    spanned.span(),
+                    format!("policy path `{}` does not exist", resolved.display()),
+                );
+            }
+        }
+        if raw.policy.policies.is_empty() {
+            check.errors.push(ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                message: "`policy.policies` is empty: with no policies every request is denied; list at least one file or folder".into(),
+            });
+        }
+        let mut listeners = Vec::new();
+        let mut names = Vec::new();
+        for l in raw.listener {
+            if names.contains(l.name.get_ref()) {
+                check.at(
+                    l.name.span(),
+                    format!("listener `{}` is defined twice", l.name.get_ref()),
+                );
+            }
+            names.push(l.name.get_ref().clone());
+            if let Some(listener) = listener(&mut check, &dir, l, &identities, &connectors) {
+                listeners.push(listener);
+            }
+        }
+        if !check.errors.is_empty() {
+            return Err(check.errors);
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            audit_output: raw.audit.output,
+            identities,
+            connectors,
+            trust: TrustAnchors::new(anchors),
+            policy,
+            listeners,
+            identity_cache: raw.identity_cache,
+        })
+    }
+}
+
+fn plugins(
+    check: &mut Checker<'_>,
+    dir: &Path,
+    raw: Vec<RawPlugin>,
+    kind: &str,
+) -> Vec<PluginConfig> {
+    let mut out: Vec<PluginConfig> = Vec::new();
+    for p in raw {
+        if out.iter().any(|o| o.name == *p.name.get_ref()) {
+            check.at(
+                p.name.span(),
+                format!("{kind} `{}` is defined twice", p.name.get_ref()),
+            );
+        }
+        let mut grants = Vec::new();
+        for g in p.outbound {
+            match Origin::parse(g.origin.get_ref()) {
+                Ok(origin) => grants.push(Grant {
+                    origin,
+                    private: g.private,
+                }),
+                Err(e) => check.at(g.origin.span(), e),
+            }
+        }
+        if let Some(limits) = &p.limits
+            && let Err(e) = limits.get_ref().validate()
+        {
+            check.at(limits.span(), e);
+        }
+        let path = dir.join(p.plugin.get_ref());
+        if !path.is_file() {
+            check.at(
+                p.plugin.span(),
+                format!("plugin file `{}` does not exist (build the plugins with scripts/build-plugins)", path.display()),
+            );
+        }
+        let config_json = serde_json::to_string(&p.config).unwrap_or_else(|_| "{}".into());
+        out.push(PluginConfig {
+            name: p.name.into_inner(),
+            path,
+            config_json,
+            grants,
+            limits: p.limits.map(Spanned::into_inner).unwrap_or_default(),
+        });
+    }
+    out
+}
+
+fn listener(
+    check: &mut Checker<'_>,
+    dir: &Path,
+    l: RawListener,
+    identities: &[PluginConfig],
+    connectors: &[PluginConfig],
+) -> Option<ListenerConfig> {
+    let before = check.errors.len();
+    if l.protocol.get_ref() != "http" {
+        check.at(
+            l.protocol.span(),
+            format!(
+                "protocol `{}` is not supported here; use `http`",
+                l.protocol.get_ref()
+            ),
+        );
+    }
+    let bind = l.bind.get_ref().parse::<SocketAddr>().map_err(|e| {
+        check.at(
+            l.bind.span(),
+            format!("`{}` is not an address:port to bind: {e}", l.bind.get_ref()),
+        );
+    });
+    if !identities.iter().any(|p| p.name == *l.identity.get_ref()) {
+        check.at(
+            l.identity.span(),
+            format!("no [[identity]] named `{}`", l.identity.get_ref()),
+        );
+    }
+    if !connectors.iter().any(|p| p.name == *l.connector.get_ref()) {
+        check.at(
+            l.connector.span(),
+            format!("no [[connector]] named `{}`", l.connector.get_ref()),
+        );
+    }
+    if http::HeaderName::from_bytes(l.credential.header.as_bytes()).is_err() {
+        check.errors.push(ConfigError {
+            file: check.file.to_path_buf(),
+            line: None,
+            column: None,
+            message: format!(
+                "listener `{}`: `{}` is not a header name",
+                l.name.get_ref(),
+                l.credential.header
+            ),
+        });
+    }
+    let upstream = match l.upstream.get_ref().parse::<http::Uri>() {
+        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
+            Some(uri)
+        }
+        _ => {
+            check.at(
+                l.upstream.span(),
+                format!(
+                    "upstream `{}` is not an http:// or https:// URL",
+                    l.upstream.get_ref()
+                ),
+            );
+            None
+        }
+    };
+    let upstream_credential = l.upstream_credential.map(|spanned| {
+        let span = spanned.span();
+        let c = spanned.into_inner();
+        let header = http::HeaderName::from_bytes(c.header.as_bytes()).map_err(|_| {
+            check.at(span.clone(), format!("`{}` is not a header name", c.header));
+        });
+        let source = match (c.value_env, c.value_file) {
+            (Some(env), None) => Some(CredentialSource::Env(env)),
+            (None, Some(file)) => Some(CredentialSource::File(dir.join(file))),
+            _ => {
+                check.at(
+                    span,
+                    "upstream_credential needs exactly one of `value_env` or `value_file`",
+                );
+                None
+            }
+        };
+        (header, source, c.prefix)
+    });
+    let tls = l.tls.map(|t| TlsFiles {
+        cert: dir.join(t.cert.get_ref()),
+        key: dir.join(t.key.get_ref()),
+    });
+    if check.errors.len() > before {
+        return None;
+    }
+    let upstream_credential = match upstream_credential {
+        Some((Ok(header), Some(source), prefix)) => Some(UpstreamCredential {
+            header,
+            source,
+            prefix,
+        }),
+        _ => None,
+    };
+    Some(ListenerConfig {
+        name: l.name.into_inner(),
+        bind: bind.ok()?,
+        identity: l.identity.into_inner(),
+        connector: l.connector.into_inner(),
+        credential: l.credential,
+        upstream: upstream?,
+        upstream_credential,
+        tls,
+    })
+}
+
+#[cfg(test)]
+mod tests;

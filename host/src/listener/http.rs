@@ -1,0 +1,366 @@
+//! The HTTP listener: a reverse proxy to one upstream.
+//!
+//! The caller's credential header is stripped before anything else sees the
+//! request; the upstream credential is injected by the host; the caller and
+//! the upstream both receive the request ID as `x-request-id`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::audit::{AuditRecord, AuditSink};
+use crate::clock;
+use crate::gate::{Attempt, DenyKind, Gate, Verdict};
+use crate::plugin::CallInput;
+
+/// The request ID header, to the caller and to the upstream.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+type Body = BoxBody<Bytes, hyper::Error>;
+type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Incoming>;
+
+/// Hop-by-hop headers, never forwarded (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// One HTTP listener's proxy.
+pub struct HttpProxy {
+    gate: Gate,
+    credential_header: HeaderName,
+    credential_scheme: String,
+    upstream: http::Uri,
+    upstream_credential: Option<(HeaderName, HeaderValue)>,
+    client: UpstreamClient,
+    audit: AuditSink,
+    tls: bool,
+}
+
+impl HttpProxy {
+    /// Builds the proxy.
+    ///
+    /// # Errors
+    /// When the TLS roots for https upstreams cannot be loaded.
+    pub fn new(
+        gate: Gate,
+        credential_header: HeaderName,
+        credential_scheme: &str,
+        upstream: http::Uri,
+        upstream_credential: Option<(HeaderName, HeaderValue)>,
+        audit: AuditSink,
+        tls: bool,
+    ) -> Result<Self, String> {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| format!("cannot load TLS roots for the upstream: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .build(connector);
+        Ok(Self {
+            gate,
+            credential_header,
+            credential_scheme: credential_scheme.to_string(),
+            upstream,
+            upstream_credential,
+            client,
+            audit,
+            tls,
+        })
+    }
+
+    /// Handles one request: decide, forward or refuse, audit.
+    pub async fn handle(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<Body>, hyper::Error> {
+        let started = Instant::now();
+        let request_id = uuid::Uuid::now_v7().to_string();
+        let (secs, micros) = clock::now();
+        let mut record = AuditRecord {
+            kind: "audit",
+            time: clock::format_rfc3339(secs, micros),
+            request_id: request_id.clone(),
+            listener: self.gate.listener().to_string(),
+            peer: peer.to_string(),
+            protocol: "http".into(),
+            method: req.method().to_string(),
+            // The query may carry secrets; the audit keeps the path only.
+            path: req.uri().path().to_string(),
+            decision: "deny",
+            ..Default::default()
+        };
+        // Take the credential out before anything else sees the request.
+        let credential = req
+            .headers_mut()
+            .remove(&self.credential_header)
+            .and_then(|v| self.credential_value(&v));
+        req.headers_mut().remove(&REQUEST_ID);
+        let call = CallInput {
+            protocol: "http".into(),
+            method: req.method().to_string(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string()),
+            headers: req
+                .headers()
+                .iter()
+                .filter_map(|(k, v)| {
+                    v.to_str()
+                        .ok()
+                        .map(|v| (k.as_str().to_string(), v.to_string()))
+                })
+                .collect(),
+            body: Vec::new(),
+        };
+        let attempt = Attempt {
+            request_id: &request_id,
+            peer,
+            tls: self.tls,
+            credential: credential.as_deref(),
+            call: &call,
+        };
+        let verdict = self.gate.decide(&attempt, &mut record).await;
+        let response = match verdict {
+            Verdict::Deny { kind, reason } => refusal(kind, &reason, &request_id),
+            Verdict::Allow { binding } => {
+                if binding.as_ref().is_some_and(|b| !b.append_body.is_empty()) {
+                    record.decision = "error";
+                    record.reason = "the connector asked to rewrite the body, which the HTTP listener does not do".into();
+                    refusal(DenyKind::Failed, &record.reason, &request_id)
+                } else {
+                    self.forward(req, binding, &request_id, &mut record).await
+                }
+            }
+        };
+        record.latency_us = started.elapsed().as_micros() as u64;
+        self.audit.record(record).await;
+        Ok(response)
+    }
+
+    fn credential_value(&self, value: &HeaderValue) -> Option<Vec<u8>> {
+        let bytes = value.as_bytes();
+        if self.credential_scheme.is_empty() {
+            return Some(bytes.to_vec());
+        }
+        let scheme = self.credential_scheme.as_bytes();
+        let rest = bytes.get(scheme.len()..)?;
+        (bytes[..scheme.len()].eq_ignore_ascii_case(scheme) && rest.first() == Some(&b' '))
+            .then(|| rest[1..].trim_ascii().to_vec())
+            .filter(|v| !v.is_empty())
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        binding: Option<crate::plugin::Binding>,
+        request_id: &str,
+        record: &mut AuditRecord,
+    ) -> Response<Body> {
+        let (mut parts, body) = req.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let base = self.upstream.path().trim_end_matches('/');
+        let uri = format!(
+            "{}://{}{base}{path}",
+            self.upstream.scheme_str().unwrap_or("http"),
+            self.upstream.authority().map_or("", |a| a.as_str())
+        );
+        parts.uri = match uri.parse() {
+            Ok(uri) => uri,
+            Err(e) => {
+                record.decision = "error";
+                record.reason = format!("cannot build the upstream URL: {e}");
+                return refusal(DenyKind::Failed, &record.reason, request_id);
+            }
+        };
+        parts.version = http::Version::HTTP_11;
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(http::header::HOST);
+        if let Ok(value) = HeaderValue::from_str(request_id) {
+            parts.headers.insert(REQUEST_ID, value);
+        }
+        if let Some((name, value)) = &self.upstream_credential {
+            parts.headers.insert(name.clone(), value.clone());
+        }
+        if let Some(binding) = binding {
+            for name in &binding.remove_headers {
+                if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+                    parts.headers.remove(name);
+                }
+            }
+            for (name, value) in &binding.set_headers {
+                if let (Ok(name), Ok(value)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(value),
+                ) {
+                    parts.headers.insert(name, value);
+                }
+            }
+        }
+        match self.client.request(Request::from_parts(parts, body)).await {
+            Ok(response) => {
+                record.upstream_status = Some(response.status().as_u16());
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                if let Ok(value) = HeaderValue::from_str(request_id) {
+                    parts.headers.insert(REQUEST_ID, value);
+                }
+                Response::from_parts(parts, body.boxed())
+            }
+            Err(e) => {
+                let message = format!("upstream request failed: {e}");
+                record.errors.push(message.clone());
+                record.reason = format!("{}; {message}", record.reason);
+                json_response(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_failed",
+                    &message,
+                    request_id,
+                )
+            }
+        }
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    // Headers named in `Connection` are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn refusal(kind: DenyKind, reason: &str, request_id: &str) -> Response<Body> {
+    let (status, error) = match kind {
+        DenyKind::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+        DenyKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+        DenyKind::Malformed => (StatusCode::BAD_REQUEST, "malformed"),
+        DenyKind::Failed => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    };
+    json_response(status, error, reason, request_id)
+}
+
+fn json_response(
+    status: StatusCode,
+    error: &str,
+    reason: &str,
+    request_id: &str,
+) -> Response<Body> {
+    let body = serde_json::json!({ "error": error, "reason": reason, "request_id": request_id })
+        .to_string();
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// Serves one listener until `shutdown` turns true, then drains the
+/// connections in flight.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    proxy: Arc<HttpProxy>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let proxy = proxy.clone();
+        let service = hyper::service::service_fn(move |req| proxy.clone().handle(req, peer));
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        match &tls {
+            None => {
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(tls_stream)) => {
+                            let conn = builder
+                                .serve_connection(TokioIo::new(tls_stream), service)
+                                .into_owned();
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!(error = %e, %peer, "connection ended with an error");
+                            }
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
+    }
+    // Drain: let in-flight requests finish, up to 30 seconds.
+    if tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 30 s of draining; closing them");
+    }
+}

@@ -1,0 +1,366 @@
+//! Assembles a running intentgate from a [`Config`]: plugins, policies,
+//! gates and listeners; then watches for reloads and shuts down gracefully.
+//! `check`, `explain` and `policy test` share [`Assembly`] with `run`, so
+//! they see exactly what the proxy would.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use http::{HeaderName, HeaderValue};
+
+use crate::audit::{AuditOutput, AuditSink};
+use crate::config::{Config, CredentialSource, ListenerConfig};
+use crate::gate::Gate;
+use crate::identity_cache::IdentityCache;
+use crate::listener;
+use crate::plugin::{ConnectorPlugin, IdentityPlugin, PluginRuntime, PluginSpec};
+use crate::policy::{self, LoadedPolicies, PolicyEngine, PolicySources, SchemaFragmentSource};
+use crate::trust::TrustAnchors;
+
+/// Plugins and policies loaded from a config.
+pub struct Assembly {
+    /// The runtime the plugins live in.
+    pub runtime: PluginRuntime,
+    /// Identity providers by instance name.
+    pub identities: HashMap<String, Arc<IdentityPlugin>>,
+    /// Connectors by instance name.
+    pub connectors: HashMap<String, Arc<ConnectorPlugin>>,
+    /// The inputs of the policy set (for reloads).
+    pub sources: PolicySources,
+    /// The validated policy set.
+    pub policies: LoadedPolicies,
+}
+
+fn spec(p: &crate::config::PluginConfig) -> PluginSpec {
+    PluginSpec {
+        name: p.name.clone(),
+        path: p.path.clone(),
+        config_json: p.config_json.clone(),
+        grants: p.grants.clone(),
+        limits: p.limits.clone(),
+    }
+}
+
+impl Assembly {
+    /// Loads every plugin and the policy set.
+    ///
+    /// # Errors
+    /// Every problem found, as printable lines (with file and line where known).
+    pub async fn load(config: &Config) -> Result<Self, Vec<String>> {
+        let runtime = PluginRuntime::new().map_err(|e| vec![e.to_string()])?;
+        let mut errors = Vec::new();
+        let mut identities = HashMap::new();
+        for p in &config.identities {
+            match runtime.load_identity(&spec(p)).await {
+                Ok(plugin) => {
+                    identities.insert(p.name.clone(), Arc::new(plugin));
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        let mut connectors = HashMap::new();
+        for p in &config.connectors {
+            match runtime.load_connector(&spec(p)).await {
+                Ok(plugin) => {
+                    connectors.insert(p.name.clone(), Arc::new(plugin));
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let sources = policy_sources(config, &identities, &connectors)?;
+        let policies = policy::load(&sources)
+            .map_err(|d| d.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        Ok(Self {
+            runtime,
+            identities,
+            connectors,
+            sources,
+            policies,
+        })
+    }
+}
+
+/// Reads schema files and lists policy files, in a stable order.
+///
+/// # Errors
+/// Files that cannot be read.
+pub fn policy_sources(
+    config: &Config,
+    identities: &HashMap<String, Arc<IdentityPlugin>>,
+    connectors: &HashMap<String, Arc<ConnectorPlugin>>,
+) -> Result<PolicySources, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut fragments = Vec::new();
+    let mut principal_types = Vec::new();
+    let mut names: Vec<&String> = identities.keys().collect();
+    names.sort();
+    for name in names {
+        let plugin = &identities[name];
+        fragments.push(SchemaFragmentSource {
+            origin: format!("plugin `{name}`"),
+            text: plugin.info().schema.clone(),
+        });
+        for t in plugin.principal_types() {
+            if !principal_types.contains(t) {
+                principal_types.push(t.clone());
+            }
+        }
+    }
+    let mut names: Vec<&String> = connectors.keys().collect();
+    names.sort();
+    for name in names {
+        fragments.push(SchemaFragmentSource {
+            origin: format!("plugin `{name}`"),
+            text: connectors[name].info().schema.clone(),
+        });
+    }
+    for path in &config.policy.schema_files {
+        match std::fs::read_to_string(path) {
+            Ok(text) => fragments.push(SchemaFragmentSource {
+                origin: path.display().to_string(),
+                text,
+            }),
+            Err(e) => errors.push(format!("{}: cannot read schema file: {e}", path.display())),
+        }
+    }
+    let mut policy_files = Vec::new();
+    for path in &config.policy.policies {
+        if path.is_dir() {
+            match policy::policy_files_in(path) {
+                Ok(files) => policy_files.extend(files),
+                Err(e) => errors.push(format!(
+                    "{}: cannot list policy folder: {e}",
+                    path.display()
+                )),
+            }
+        } else {
+            policy_files.push(path.clone());
+        }
+    }
+    if errors.is_empty() {
+        Ok(PolicySources {
+            fragments,
+            principal_types,
+            policy_files,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads the upstream credential a listener injects.
+///
+/// # Errors
+/// When the variable or file is missing or not a valid header value.
+pub fn upstream_credential(
+    listener: &ListenerConfig,
+) -> Result<Option<(HeaderName, HeaderValue)>, String> {
+    let Some(c) = &listener.upstream_credential else {
+        return Ok(None);
+    };
+    let secret = match &c.source {
+        CredentialSource::Env(var) => std::env::var(var)
+            .map_err(|_| format!("listener `{}`: environment variable `{var}` for the upstream credential is not set", listener.name))?,
+        CredentialSource::File(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("listener `{}`: cannot read upstream credential file `{}`: {e}", listener.name, path.display()))?
+            .trim()
+            .to_string(),
+    };
+    let mut value = HeaderValue::from_str(&format!("{}{secret}", c.prefix)).map_err(|_| {
+        format!(
+            "listener `{}`: the upstream credential is not a valid header value",
+            listener.name
+        )
+    })?;
+    value.set_sensitive(true);
+    Ok(Some((c.header.clone(), value)))
+}
+
+/// Runs the proxy until SIGINT or SIGTERM.
+///
+/// # Errors
+/// Start-up failures, as printable lines.
+pub async fn run(config: Config) -> Result<(), Vec<String>> {
+    let assembly = Assembly::load(&config).await?;
+    let engine = Arc::new(PolicyEngine::new(assembly.policies));
+    let trust = Arc::new(ArcSwap::from_pointee(config.trust.clone()));
+    let cache = Arc::new(IdentityCache::new(config.identity_cache.max_entries));
+    let base = config.path.parent().map(PathBuf::from).unwrap_or_default();
+    let (audit, audit_task) = AuditSink::start(&AuditOutput::parse(&config.audit_output, &base))
+        .map_err(|e| vec![format!("cannot open the audit output: {e}")])?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    for l in &config.listeners {
+        let gate = Gate::new(
+            &l.name,
+            &l.credential.scheme,
+            assembly.identities[&l.identity].clone(),
+            assembly.connectors[&l.connector].clone(),
+            engine.clone(),
+            trust.clone(),
+            cache.clone(),
+        );
+        let tls = match &l.tls {
+            Some(files) => {
+                Some(listener::tls::acceptor(&files.cert, &files.key).map_err(|e| vec![e])?)
+            }
+            None => None,
+        };
+        let header = HeaderName::from_bytes(l.credential.header.as_bytes())
+            .map_err(|e| vec![e.to_string()])?;
+        let proxy = listener::http::HttpProxy::new(
+            gate,
+            header,
+            &l.credential.scheme,
+            l.upstream.clone(),
+            upstream_credential(l).map_err(|e| vec![e])?,
+            audit.clone(),
+            tls.is_some(),
+        )
+        .map_err(|e| vec![e])?;
+        let socket = tokio::net::TcpListener::bind(l.bind).await.map_err(|e| {
+            vec![format!(
+                "listener `{}`: cannot bind {}: {e}",
+                l.name, l.bind
+            )]
+        })?;
+        tracing::info!(listener = %l.name, address = %socket.local_addr().map_or(l.bind, |a| a), tls = tls.is_some(), upstream = %l.upstream, "listening");
+        servers.push(tokio::spawn(listener::http::serve(
+            socket,
+            tls,
+            Arc::new(proxy),
+            stop_rx.clone(),
+        )));
+    }
+    let reloader = tokio::spawn(watch_for_reloads(
+        config.clone(),
+        assembly.identities,
+        assembly.connectors,
+        engine.clone(),
+        trust,
+    ));
+    tracing::info!(
+        policies = engine.current().policy_count(),
+        "intentgate ready"
+    );
+    wait_for_shutdown().await;
+    tracing::info!("shutting down: draining connections");
+    reloader.abort();
+    let _ = stop_tx.send(true);
+    for server in servers {
+        let _ = server.await;
+    }
+    drop(audit);
+    let _ = audit_task.await;
+    Ok(())
+}
+
+async fn wait_for_shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops intentgate");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// A cheap fingerprint of the policy inputs: paths, sizes and times.
+fn fingerprint(config: &Config) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut files = Vec::new();
+    for path in config
+        .policy
+        .policies
+        .iter()
+        .chain(&config.policy.schema_files)
+    {
+        if path.is_dir() {
+            files.extend(policy::policy_files_in(path).unwrap_or_default());
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p).ok();
+            let len = meta.as_ref().map_or(0, std::fs::Metadata::len);
+            let modified = meta.and_then(|m| m.modified().ok());
+            (p, len, modified)
+        })
+        .collect()
+}
+
+/// How often policy files are checked for changes.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Reloads policies when their files change (if `policy.watch`) or on
+/// SIGHUP; SIGHUP also re-reads the trust anchors from the config file.
+/// An invalid new set or config is logged and the last good one stays.
+async fn watch_for_reloads(
+    config: Config,
+    identities: HashMap<String, Arc<IdentityPlugin>>,
+    connectors: HashMap<String, Arc<ConnectorPlugin>>,
+    engine: Arc<PolicyEngine>,
+    trust: Arc<ArcSwap<TrustAnchors>>,
+) {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut last = fingerprint(&config);
+    let mut ticker = tokio::time::interval(WATCH_INTERVAL);
+    loop {
+        let signalled = tokio::select! {
+            _ = ticker.tick() => false,
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+        };
+        let now = fingerprint(&config);
+        if !signalled && (!config.policy.watch || now == last) {
+            continue;
+        }
+        last = now;
+        if signalled {
+            match Config::load(&config.path) {
+                Ok(fresh) => {
+                    trust.store(Arc::new(fresh.trust));
+                    tracing::info!("trust anchors reloaded");
+                }
+                Err(errors) => {
+                    for e in errors {
+                        tracing::error!(error = %e, "config reload failed; keeping the current trust anchors");
+                    }
+                }
+            }
+        }
+        let sources = match policy_sources(&config, &identities, &connectors) {
+            Ok(s) => s,
+            Err(errors) => {
+                for e in errors {
+                    tracing::error!(error = %e, "policy reload failed; keeping the current policies");
+                }
+                continue;
+            }
+        };
+        match engine.reload(&sources) {
+            Ok(summary) => tracing::info!(
+                policies = summary.policies,
+                previous = summary.previous_policies,
+                "policies reloaded"
+            ),
+            Err(diagnostics) => {
+                for d in diagnostics {
+                    tracing::error!(error = %d, "policy reload failed; keeping the current policies");
+                }
+            }
+        }
+    }
+}
