@@ -342,6 +342,8 @@ impl Caller {
                 config_json: spec.config_json.clone(),
                 limits: spec.limits.clone(),
                 outbound,
+                logs_written: Default::default(),
+                logs_dropped: Default::default(),
             }),
             slots: Arc::new(Semaphore::new(spec.limits.max_concurrency as usize)),
         }
@@ -356,7 +358,10 @@ impl Caller {
         let plugin = || self.shared.name.clone();
         let started = Instant::now();
         let deadline = started + limits.timeout();
-        let _slot = tokio::time::timeout_at(deadline.into(), self.slots.acquire())
+        // Queue for a slot for at most a quarter of the budget: a plugin
+        // that is saturated for longer than that fails closed.
+        let queue_deadline = started + limits.timeout() / 4;
+        let _slot = tokio::time::timeout_at(queue_deadline.into(), self.slots.acquire())
             .await
             .map_err(|_| CallError::Busy { plugin: plugin() })?
             .map_err(|_| CallError::Busy { plugin: plugin() })?;
@@ -448,6 +453,12 @@ impl IdentityPlugin {
     /// The principal entity types the plugin produces.
     pub fn principal_types(&self) -> &[String] {
         &self.principal_types
+    }
+
+    /// `(written, dropped)` log lines across all calls so far.
+    pub fn log_counts(&self) -> (u64, u64) {
+        let shared = &self.caller.shared;
+        (shared.logs_written.load(std::sync::atomic::Ordering::Relaxed), shared.logs_dropped.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// How many outbound requests this plugin's calls actually sent.

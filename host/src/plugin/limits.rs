@@ -22,7 +22,7 @@ pub struct PluginLimits {
     /// value (default 1 MiB).
     pub hostcall_bytes: usize,
     /// Calls of this plugin running at once (default 64); more wait for a
-    /// slot until their timeout, then fail closed.
+    /// slot for up to a quarter of `timeout_ms`, then fail closed.
     pub max_concurrency: u32,
     /// Log lines a call may write (default 32); later lines are dropped and
     /// counted.

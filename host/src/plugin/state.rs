@@ -2,6 +2,7 @@
 //! (`log`, `config`, `outbound-http`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use wasmtime::StoreLimits;
@@ -22,6 +23,10 @@ pub struct PluginShared {
     pub limits: PluginLimits,
     /// Outbound access, when the plugin's world has it.
     pub outbound: Option<Arc<OutboundClient>>,
+    /// Log lines written, across all calls.
+    pub logs_written: AtomicU64,
+    /// Log lines dropped over the per-call budget, across all calls.
+    pub logs_dropped: AtomicU64,
 }
 
 /// The state of one store: one call of one plugin.
@@ -82,9 +87,11 @@ impl log::Host for CallState {
     async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         if self.log_lines >= self.shared.limits.log_lines_per_call {
             self.logs_dropped = self.logs_dropped.saturating_add(1);
+            self.shared.logs_dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         self.log_lines += 1;
+        self.shared.logs_written.fetch_add(1, Ordering::Relaxed);
         let text = truncate(&message, MAX_LOG_LINE_BYTES);
         let plugin = self.shared.name.as_str();
         match level {
