@@ -208,15 +208,16 @@ impl PluginRuntime {
         // Ask the plugin about itself in a store with no outbound access.
         let probe = Caller::new(&self.engine, spec, None);
         let probe_pre = pre.clone();
-        let (metadata, schema, principal_types) = probe
+        let (metadata, config_check, schema, principal_types) = probe
             .call(|store| {
                 Box::pin(async move {
                     let instance = probe_pre.instantiate_async(&mut *store).await?;
                     let guest = instance.intentgate_plugin_identity_provider();
                     let metadata = guest.call_metadata(&mut *store).await?;
+                    let config = guest.call_check_config(&mut *store).await?;
                     let schema = guest.call_cedar_schema(&mut *store).await?;
                     let types = guest.call_principal_types(&mut *store).await?;
-                    Ok((metadata, schema, types))
+                    Ok((metadata, config, schema, types))
                 })
             })
             .await
@@ -271,18 +272,20 @@ impl PluginRuntime {
             })?;
         let caller = Caller::new(&self.engine, spec, None);
         let probe_pre = pre.clone();
-        let (metadata, schema) = caller
+        let (metadata, config_check, schema) = caller
             .call(|store| {
                 Box::pin(async move {
                     let instance = probe_pre.instantiate_async(&mut *store).await?;
                     let guest = instance.intentgate_plugin_connector();
                     let metadata = guest.call_metadata(&mut *store).await?;
+                    let config = guest.call_check_config(&mut *store).await?;
                     let schema = guest.call_cedar_schema(&mut *store).await?;
-                    Ok((metadata, schema))
+                    Ok((metadata, config, schema))
                 })
             })
             .await
             .map_err(|e| refused(format!("failed while describing itself: {e}")))?;
+        config_check.map_err(|e| refused(format!("rejects its config: {e}")))?;
         if !metadata.outbound.is_empty() {
             return Err(refused(format!(
                 "asks for outbound access ({}), which connector plugins never get",

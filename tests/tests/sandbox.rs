@@ -250,3 +250,15 @@ async fn a_saturated_plugin_fails_closed() {
     );
     assert!(hog.await.unwrap().is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_rejects_its_config_does_not_load() {
+    let runtime = PluginRuntime::new().unwrap();
+    let mut spec = spec(serde_json::json!({}), vec![]);
+    spec.name = "oidc".into();
+    spec.path = plugin_path("oidc");
+    spec.config_json = serde_json::json!({ "issuer": "https://issuer.example", "audiences": [], "algorithms": ["HS256"] }).to_string();
+    let error = runtime.load_identity(&spec).await.err().expect("must not load");
+    let text = error.to_string();
+    assert!(text.contains("plugin `oidc`: rejects its config"), "{text}");
+}

@@ -1,0 +1,112 @@
+//! intentgate HTTP connector: classifies HTTP requests into Cedar requests.
+//!
+//! * action `Http::Action::"<METHOD>"` (GET/HEAD/OPTIONS in `"read"`,
+//!   POST/PUT/PATCH/DELETE in `"write"`),
+//! * resource `Http::Path::"<path>"` whose parents are every proper prefix,
+//! * context `{ method, path, query, headers }`.
+//!
+//! The pure logic lives in [`config`], [`path`], [`classify`] and [`schema`];
+//! this file only adapts it to the WIT bindings.
+
+mod bindings {
+    #![allow(unsafe_code)]
+    wit_bindgen::generate!({
+        world: "connector-plugin",
+        path: "../../wit/intentgate-plugin@0.1.0",
+    });
+    use super::HttpConnector;
+    export!(HttpConnector with_types_in self);
+}
+
+mod classify;
+mod config;
+mod path;
+mod schema;
+
+use bindings::exports::intentgate::plugin::connector::{
+    AuthzRequest, Binding, Call, Classification, ClassifyError, Guest, Observation,
+};
+use bindings::intentgate::plugin::log::{self, Level};
+use bindings::intentgate::plugin::types::{EntityRef, PluginMetadata};
+
+use classify::{ACTION_TYPE, PATH_TYPE, Refusal};
+use config::HttpConfig;
+
+struct HttpConnector;
+
+fn load_config() -> Result<HttpConfig, String> {
+    HttpConfig::parse(&bindings::intentgate::plugin::config::get())
+}
+
+fn entity(type_name: &str, id: &str) -> EntityRef {
+    EntityRef {
+        type_name: type_name.to_string(),
+        id: id.to_string(),
+    }
+}
+
+impl Guest for HttpConnector {
+    fn check_config() -> Result<(), String> {
+        load_config().map(|_| ())
+    }
+
+    fn metadata() -> PluginMetadata {
+        PluginMetadata {
+            name: "http".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            outbound: Vec::new(),
+        }
+    }
+
+    fn cedar_schema() -> String {
+        match load_config() {
+            Ok(config) => schema::render(&config),
+            Err(reason) => {
+                log::log(Level::Error, &reason);
+                schema::invalid_config(&reason)
+            }
+        }
+    }
+
+    fn classify(call: Call) -> Result<Classification, ClassifyError> {
+        let config = load_config().map_err(ClassifyError::Unsupported)?;
+        let classified = classify::classify(
+            &config,
+            &call.protocol,
+            &call.method,
+            &call.path,
+            &call.headers,
+        )
+        .map_err(|r| match r {
+            Refusal::Malformed(s) => ClassifyError::Malformed(s),
+            Refusal::Unsupported(s) => ClassifyError::Unsupported(s),
+        })?;
+        Ok(Classification {
+            requests: vec![AuthzRequest {
+                action: entity(ACTION_TYPE, &classified.method),
+                resource: entity(PATH_TYPE, &classified.path),
+                resource_attributes_json: "{}".to_string(),
+                resource_parents: classified
+                    .parents
+                    .iter()
+                    .map(|p| entity(PATH_TYPE, p))
+                    .collect(),
+                context_json: classified.context_json,
+            }],
+            binding_annotation: None,
+            observe_response: false,
+        })
+    }
+
+    fn bind(_call: Call, _binding_value: String) -> Result<Binding, ClassifyError> {
+        Err(ClassifyError::Unsupported(
+            "the http connector does not bind calls to backend identities".to_string(),
+        ))
+    }
+
+    fn observe(_call: Call, _response: Vec<u8>) -> Result<Observation, ClassifyError> {
+        Err(ClassifyError::Unsupported(
+            "the http connector does not observe responses".to_string(),
+        ))
+    }
+}
