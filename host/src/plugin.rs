@@ -222,6 +222,7 @@ impl PluginRuntime {
             })
             .await
             .map_err(|e| refused(format!("failed while describing itself: {e}")))?;
+        config_check.map_err(|e| refused(format!("rejects its config: {e}")))?;
         let allow =
             OutboundAllowList::intersect(&metadata.outbound, &spec.grants).map_err(refused)?;
         let client = Arc::new(outbound::OutboundClient::new(

@@ -213,3 +213,18 @@ async fn a_stale_trust_anchor_authenticates_no_one() -> Result<()> {
     assert!(record["reason"].as_str().unwrap().contains("past its maximum age of 30 days"), "{record}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_key_ids_cannot_make_the_host_hammer_the_issuer() -> Result<()> {
+    let s = setup(&today()).await?;
+    let alice = s.issuer.mint_for(TokenKind::Valid, "alice", "it").await?;
+    assert_eq!(get(&s, "/orders/1", Some(&alice)).await?.status, 200);
+    for _ in 0..10 {
+        let token = s.issuer.mint_for(TokenKind::UnknownKid, "alice", "it").await?;
+        assert_eq!(get(&s, "/orders/1", Some(&token)).await?.status, 401);
+    }
+    let stats = s.issuer.stats().await?;
+    // One fetch at first use, then at most one forced refresh per 10 s.
+    assert_eq!(stats.jwks_fetches(), 2, "unknown key ids refetched the JWKS {} times", stats.jwks_fetches());
+    Ok(())
+}

@@ -262,3 +262,12 @@ async fn a_plugin_that_rejects_its_config_does_not_load() {
     let text = error.to_string();
     assert!(text.contains("plugin `oidc`: rejects its config"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_over_the_contract_caps_are_refused_by_the_host() {
+    let runtime = PluginRuntime::new().unwrap();
+    let plugin = load(&runtime, serde_json::json!({}), vec![]).await;
+    let error = attack(&plugin, "attrs-over-cap", Duration::from_millis(1500)).await;
+    assert!(matches!(error, CallError::InvalidOutput { .. }), "{error}");
+    assert!(error.to_string().contains("attributes-json is 16385 bytes"), "{error}");
+}

@@ -75,8 +75,8 @@ pub enum OutboundError {
 const MIN_TTL: Duration = Duration::from_secs(60);
 const MAX_TTL: Duration = Duration::from_secs(3600);
 const DEFAULT_TTL: Duration = Duration::from_secs(300);
-/// A `refresh` within this long of the last fetch is answered from the cache,
-/// so tokens with made-up key ids cannot make us hammer an issuer.
+/// A `refresh` within this long of the last forced refresh is answered from
+/// the cache, so tokens with made-up key ids cannot make us hammer an issuer.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const CACHE_ENTRIES_MAX: usize = 256;
@@ -85,6 +85,8 @@ struct CacheEntry {
     response: OutboundResponse,
     fetched: Instant,
     ttl: Duration,
+    /// Whether the last fetch was a forced refresh (rate-limited).
+    refreshed: bool,
 }
 
 /// The per-plugin outbound client.
@@ -186,7 +188,7 @@ impl OutboundClient {
             )
             .await?;
         if (200..300).contains(&response.status) {
-            self.store(&req.url, &response);
+            self.store(&req.url, &response, req.cache == CacheMode::Refresh);
         }
         Ok(response)
     }
@@ -197,13 +199,15 @@ impl OutboundClient {
         let age = entry.fetched.elapsed();
         let usable = match mode {
             CacheMode::UseCache => age < entry.ttl,
-            CacheMode::Refresh => age < REFRESH_INTERVAL,
+            // One forced refresh per interval: the first unknown key id after
+            // a rotation is fetched at once; a flood of made-up ones is not.
+            CacheMode::Refresh => entry.refreshed && age < REFRESH_INTERVAL,
             CacheMode::NoStore => false,
         };
         usable.then(|| entry.response.clone())
     }
 
-    fn store(&self, url: &str, response: &OutboundResponse) {
+    fn store(&self, url: &str, response: &OutboundResponse, refreshed: bool) {
         let ttl = max_age(&response.headers).map_or(DEFAULT_TTL, |d| d.clamp(MIN_TTL, MAX_TTL));
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_ENTRIES_MAX && !cache.contains_key(url) {
@@ -218,6 +222,7 @@ impl OutboundClient {
                     response: response.clone(),
                     fetched: Instant::now(),
                     ttl,
+                    refreshed,
                 },
             );
         }
