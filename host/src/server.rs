@@ -350,7 +350,15 @@ async fn watch_for_reloads(
                 continue;
             }
         };
-        match engine.reload(&sources) {
+        // Parsing and validating a large set takes a while: keep it off the
+        // request workers.
+        let reloading = engine.clone();
+        let outcome = tokio::task::spawn_blocking(move || reloading.reload(&sources)).await;
+        let Ok(outcome) = outcome else {
+            tracing::error!("policy reload panicked; keeping the current policies");
+            continue;
+        };
+        match outcome {
             Ok(summary) => tracing::info!(
                 policies = summary.policies,
                 previous = summary.previous_policies,

@@ -74,7 +74,13 @@ impl Gateway {
     /// config names and `port` the listener's port. Waits until it accepts.
     pub async fn start(config: &Path, audit: &Path, port: u16, envs: &[(&str, &str)]) -> Result<Self> {
         let mut command = Command::new(binary()?);
-        command.args(["run", "--config"]).arg(config).stdin(Stdio::null()).stdout(Stdio::null());
+        let log = audit.with_extension("log");
+        command
+            .args(["run", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).context("creating the intentgate log file")?);
         for (k, v) in envs {
             command.env(k, v);
         }
@@ -95,6 +101,11 @@ impl Gateway {
         }
     }
 
+    /// What intentgate wrote to stderr so far (its log).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.audit.with_extension("log")).unwrap_or_default()
+    }
+
     /// Every audit record written so far.
     pub fn audit_records(&self) -> Result<Vec<Value>> {
         let text = std::fs::read_to_string(&self.audit).unwrap_or_default();
@@ -113,6 +124,15 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Sends SIGHUP (reload policies and trust anchors).
+    pub fn hangup(&self) -> Result<()> {
+        let status = Command::new("kill").arg("-HUP").arg(self.child.id().to_string()).status()?;
+        if !status.success() {
+            bail!("kill -HUP failed: {status}");
+        }
+        Ok(())
     }
 
     /// Sends SIGTERM and waits for a clean exit.
