@@ -32,12 +32,12 @@ fn references_to_missing_plugins_name_the_line() {
     let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
     assert!(
         text.iter()
-            .any(|e| e.contains(":10:") && e.contains("no [[identity]] named `oidc`")),
+            .any(|e| e.contains(":9:") && e.contains("no [[identity]] named `oidc`")),
         "{text:?}"
     );
     assert!(
         text.iter()
-            .any(|e| e.contains(":11:") && e.contains("no [[connector]] named `http`")),
+            .any(|e| e.contains(":10:") && e.contains("no [[connector]] named `http`")),
         "{text:?}"
     );
     assert!(

@@ -44,8 +44,9 @@ pub fn build() -> wasmtime::Result<Engine> {
         .epoch_interruption(true)
         .max_wasm_stack(512 << 10)
         .async_stack_size(2 << 20)
-        .async_stack_zeroing(true)
+        .async_stack_zeroing(false)
         .cranelift_opt_level(OptLevel::Speed)
+        .memory_init_cow(false)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config)
 }
