@@ -10,6 +10,13 @@
 //! Needs the plugins built (`scripts/build-plugins`). Run:
 //! `cargo bench -p intentgate --bench decision`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step should stop the test loudly"
+)]
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;

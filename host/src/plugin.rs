@@ -462,7 +462,14 @@ impl IdentityPlugin {
     /// `(written, dropped)` log lines across all calls so far.
     pub fn log_counts(&self) -> (u64, u64) {
         let shared = &self.caller.shared;
-        (shared.logs_written.load(std::sync::atomic::Ordering::Relaxed), shared.logs_dropped.load(std::sync::atomic::Ordering::Relaxed))
+        (
+            shared
+                .logs_written
+                .load(std::sync::atomic::Ordering::Relaxed),
+            shared
+                .logs_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// How many outbound requests this plugin's calls actually sent.

@@ -14,15 +14,28 @@ use crate::repo_root;
 pub fn binary() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("test executable path")?;
     // target/<profile>/deps/<test> -> target/<profile>/intentgate
-    let profile_dir = exe.parent().and_then(Path::parent).context("target folder")?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("target folder")?;
     let path = profile_dir.join("intentgate");
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--quiet", "-p", "intentgate", "--bin", "intentgate"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "intentgate",
+            "--bin",
+            "intentgate",
+        ])
         .current_dir(repo_root())
         .status()
         .context("running cargo build for the intentgate binary")?;
     if !status.success() || !path.is_file() {
-        bail!("could not build the intentgate binary at {}", path.display());
+        bail!(
+            "could not build the intentgate binary at {}",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -33,8 +46,11 @@ pub struct TempDir(PathBuf);
 impl TempDir {
     /// A fresh folder under the system temp dir.
     pub fn new(tag: &str) -> Result<Self> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let path = std::env::temp_dir().join(format!("intentgate-{tag}-{}-{nanos}", std::process::id()));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path =
+            std::env::temp_dir().join(format!("intentgate-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path)?;
         Ok(Self(path))
     }
@@ -72,7 +88,12 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `intentgate run --config <config>`; `audit` is the audit file the
     /// config names and `port` the listener's port. Waits until it accepts.
-    pub async fn start(config: &Path, audit: &Path, port: u16, envs: &[(&str, &str)]) -> Result<Self> {
+    pub async fn start(
+        config: &Path,
+        audit: &Path,
+        port: u16,
+        envs: &[(&str, &str)],
+    ) -> Result<Self> {
         let mut command = Command::new(binary()?);
         let log = audit.with_extension("log");
         command
@@ -85,10 +106,17 @@ impl Gateway {
             command.env(k, v);
         }
         let child = command.spawn().context("starting intentgate")?;
-        let mut gateway = Self { child, audit: audit.to_path_buf(), url: format!("http://127.0.0.1:{port}") };
+        let mut gateway = Self {
+            child,
+            audit: audit.to_path_buf(),
+            url: format!("http://127.0.0.1:{port}"),
+        };
         let started = Instant::now();
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 return Ok(gateway);
             }
             if let Some(status) = gateway.child.try_wait()? {
@@ -109,14 +137,22 @@ impl Gateway {
     /// Every audit record written so far.
     pub fn audit_records(&self) -> Result<Vec<Value>> {
         let text = std::fs::read_to_string(&self.audit).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str(l).with_context(|| format!("audit line is not JSON: {l}"))).collect()
+        text.lines()
+            .map(|l| {
+                serde_json::from_str(l).with_context(|| format!("audit line is not JSON: {l}"))
+            })
+            .collect()
     }
 
     /// The audit record with this request ID, waiting briefly for the writer.
     pub async fn audit_for(&self, request_id: &str) -> Result<Value> {
         let started = Instant::now();
         loop {
-            if let Some(r) = self.audit_records()?.into_iter().find(|r| r["request_id"] == request_id) {
+            if let Some(r) = self
+                .audit_records()?
+                .into_iter()
+                .find(|r| r["request_id"] == request_id)
+            {
                 return Ok(r);
             }
             if started.elapsed() > Duration::from_secs(5) {
@@ -128,7 +164,10 @@ impl Gateway {
 
     /// Sends SIGHUP (reload policies and trust anchors).
     pub fn hangup(&self) -> Result<()> {
-        let status = Command::new("kill").arg("-HUP").arg(self.child.id().to_string()).status()?;
+        let status = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .status()?;
         if !status.success() {
             bail!("kill -HUP failed: {status}");
         }
@@ -137,7 +176,10 @@ impl Gateway {
 
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait()? {

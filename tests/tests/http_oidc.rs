@@ -3,6 +3,13 @@
 //! connector in between. Every attempt must be decided as the policies say,
 //! and audited.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step should stop the test loudly"
+)]
+
 use anyhow::Result;
 use intentgate_tests::gateway::{Gateway, TempDir};
 use intentgate_tests::{EchoUpstream, OidcIssuer, TokenKind, free_port, http, plugin_path};
@@ -83,8 +90,19 @@ upstream_credential = {{ header = "authorization", value_env = "IT_UPSTREAM_TOKE
         upstream = upstream.url(),
     );
     let config = dir.write("intentgate.toml", &config)?;
-    let gateway = Gateway::start(&config, &audit, port, &[("IT_UPSTREAM_TOKEN", "upstream-secret")]).await?;
-    Ok(Setup { issuer, _upstream: upstream, gateway, _dir: dir })
+    let gateway = Gateway::start(
+        &config,
+        &audit,
+        port,
+        &[("IT_UPSTREAM_TOKEN", "upstream-secret")],
+    )
+    .await?;
+    Ok(Setup {
+        issuer,
+        _upstream: upstream,
+        gateway,
+        _dir: dir,
+    })
 }
 
 async fn get(s: &Setup, path: &str, token: Option<&str>) -> Result<http::Response> {
@@ -104,22 +122,37 @@ async fn allowed_and_denied_requests_are_decided_forwarded_and_audited() -> Resu
     // Allowed: forwarded with the upstream credential, the caller's stripped.
     let response = get(&s, "/orders/42?x=1", Some(&alice)).await?;
     assert_eq!(response.status, 200, "{}", response.text());
-    let request_id = response.header("x-request-id").expect("x-request-id").to_string();
+    let request_id = response
+        .header("x-request-id")
+        .expect("x-request-id")
+        .to_string();
     let echoed = response.json()?;
     assert_eq!(echoed["path"], "/orders/42");
     assert_eq!(echoed["headers"]["authorization"], "Bearer upstream-secret");
     assert_eq!(echoed["headers"]["x-request-id"], request_id.as_str());
-    assert!(!echoed.to_string().contains(&alice), "the caller's token reached the upstream");
+    assert!(
+        !echoed.to_string().contains(&alice),
+        "the caller's token reached the upstream"
+    );
     let record = s.gateway.audit_for(&request_id).await?;
     assert_eq!(record["decision"], "allow");
-    assert_eq!(record["policies"], serde_json::json!(["alice-reads-orders"]));
-    assert_eq!(record["principal"], format!("Oidc::Subject::\"{}#alice\"", s.issuer.url()));
+    assert_eq!(
+        record["policies"],
+        serde_json::json!(["alice-reads-orders"])
+    );
+    assert_eq!(
+        record["principal"],
+        format!("Oidc::Subject::\"{}#alice\"", s.issuer.url())
+    );
     assert_eq!(record["action"], "Http::Action::\"GET\"");
     assert_eq!(record["resource"], "Http::Path::\"/orders/42\"");
     assert_eq!(record["upstream_status"], 200);
     assert!(record["latency_us"].as_u64().is_some());
     let line = serde_json::to_string(&record)?;
-    assert!(!line.contains(&alice) && !line.contains("upstream-secret"), "a secret reached the audit trail");
+    assert!(
+        !line.contains(&alice) && !line.contains("upstream-secret"),
+        "a secret reached the audit trail"
+    );
 
     // A write is forbidden even though a permit matches: forbid wins.
     let bearer = format!("Bearer {alice}");
@@ -131,22 +164,43 @@ async fn allowed_and_denied_requests_are_decided_forwarded_and_audited() -> Resu
     )
     .await?;
     assert_eq!(response.status, 403);
-    let record = s.gateway.audit_for(response.header("x-request-id").unwrap()).await?;
+    let record = s
+        .gateway
+        .audit_for(response.header("x-request-id").unwrap())
+        .await?;
     assert_eq!(record["decision"], "deny");
-    assert_eq!(record["policies"], serde_json::json!(["no-writes-to-orders"]));
+    assert_eq!(
+        record["policies"],
+        serde_json::json!(["no-writes-to-orders"])
+    );
 
     // Another valid subject has no permit: default deny.
     let mallory = s.issuer.mint_for(TokenKind::Valid, "mallory", "it").await?;
     let response = get(&s, "/orders/42", Some(&mallory)).await?;
     assert_eq!(response.status, 403);
-    let record = s.gateway.audit_for(response.header("x-request-id").unwrap()).await?;
-    assert!(record["reason"].as_str().unwrap().starts_with("no policy permits"), "{record}");
+    let record = s
+        .gateway
+        .audit_for(response.header("x-request-id").unwrap())
+        .await?;
+    assert!(
+        record["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no policy permits"),
+        "{record}"
+    );
 
     // No credential at all.
     let response = get(&s, "/orders/42", None).await?;
     assert_eq!(response.status, 401);
-    let record = s.gateway.audit_for(response.header("x-request-id").unwrap()).await?;
-    assert!(record["reason"].as_str().unwrap().contains("no credential"), "{record}");
+    let record = s
+        .gateway
+        .audit_for(response.header("x-request-id").unwrap())
+        .await?;
+    assert!(
+        record["reason"].as_str().unwrap().contains("no credential"),
+        "{record}"
+    );
     Ok(())
 }
 
@@ -168,11 +222,20 @@ async fn every_bad_token_is_denied_with_a_clear_reason() -> Result<()> {
         let token = s.issuer.mint_for(kind, "alice", "it").await?;
         let response = get(&s, "/orders/42", Some(&token)).await?;
         assert_eq!(response.status, 401, "{kind:?}: {}", response.text());
-        let record = s.gateway.audit_for(response.header("x-request-id").unwrap()).await?;
+        let record = s
+            .gateway
+            .audit_for(response.header("x-request-id").unwrap())
+            .await?;
         let reason = record["reason"].as_str().unwrap().to_ascii_lowercase();
-        assert!(reason.contains(expected), "{kind:?}: reason `{reason}` does not mention `{expected}`");
+        assert!(
+            reason.contains(expected),
+            "{kind:?}: reason `{reason}` does not mention `{expected}`"
+        );
         assert_eq!(record["decision"], "deny", "{kind:?}");
-        assert!(!serde_json::to_string(&record)?.contains(&token), "{kind:?}: the token reached the audit trail");
+        assert!(
+            !serde_json::to_string(&record)?.contains(&token),
+            "{kind:?}: the token reached the audit trail"
+        );
     }
     Ok(())
 }
@@ -184,11 +247,18 @@ async fn identities_are_cached_and_rotated_keys_are_fetched_once() -> Result<()>
     for i in 0..20 {
         let response = get(&s, "/orders/1", Some(&alice)).await?;
         assert_eq!(response.status, 200);
-        let record = s.gateway.audit_for(response.header("x-request-id").unwrap()).await?;
+        let record = s
+            .gateway
+            .audit_for(response.header("x-request-id").unwrap())
+            .await?;
         assert_eq!(record["identity_cached"], i > 0, "request {i}");
     }
     let before = s.issuer.stats().await?;
-    assert_eq!(before.jwks_fetches(), 1, "the JWKS is fetched once and cached on the host");
+    assert_eq!(
+        before.jwks_fetches(),
+        1,
+        "the JWKS is fetched once and cached on the host"
+    );
     assert_eq!(before.discovery_fetches(), 1);
     // A token signed with a freshly added key: the plugin refreshes the JWKS once.
     let rotated = s.issuer.mint_for(TokenKind::Rotated, "alice", "it").await?;
@@ -197,20 +267,33 @@ async fn identities_are_cached_and_rotated_keys_are_fetched_once() -> Result<()>
     let after = s.issuer.stats().await?;
     assert_eq!(after.jwks_fetches(), 2);
     // ES256 tokens from the same issuer verify too.
-    let es = s.issuer.mint_for(TokenKind::ValidEs256, "alice", "it").await?;
+    let es = s
+        .issuer
+        .mint_for(TokenKind::ValidEs256, "alice", "it")
+        .await?;
     assert_eq!(get(&s, "/orders/1", Some(&es)).await?.status, 200);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_trust_anchor_authenticates_no_one() -> Result<()> {
-    let reviewed = intentgate::clock::format_date((intentgate::clock::now_unix() / 86_400) as i64 - 45);
+    let reviewed =
+        intentgate::clock::format_date((intentgate::clock::now_unix() / 86_400) as i64 - 45);
     let s = setup(&reviewed).await?;
     let alice = s.issuer.mint_for(TokenKind::Valid, "alice", "it").await?;
     let response = get(&s, "/orders/42", Some(&alice)).await?;
     assert_eq!(response.status, 401);
-    let record = s.gateway.audit_for(response.header("x-request-id").unwrap()).await?;
-    assert!(record["reason"].as_str().unwrap().contains("past its maximum age of 30 days"), "{record}");
+    let record = s
+        .gateway
+        .audit_for(response.header("x-request-id").unwrap())
+        .await?;
+    assert!(
+        record["reason"]
+            .as_str()
+            .unwrap()
+            .contains("past its maximum age of 30 days"),
+        "{record}"
+    );
     Ok(())
 }
 
@@ -220,11 +303,19 @@ async fn made_up_key_ids_cannot_make_the_host_hammer_the_issuer() -> Result<()> 
     let alice = s.issuer.mint_for(TokenKind::Valid, "alice", "it").await?;
     assert_eq!(get(&s, "/orders/1", Some(&alice)).await?.status, 200);
     for _ in 0..10 {
-        let token = s.issuer.mint_for(TokenKind::UnknownKid, "alice", "it").await?;
+        let token = s
+            .issuer
+            .mint_for(TokenKind::UnknownKid, "alice", "it")
+            .await?;
         assert_eq!(get(&s, "/orders/1", Some(&token)).await?.status, 401);
     }
     let stats = s.issuer.stats().await?;
     // One fetch at first use, then at most one forced refresh per 10 s.
-    assert_eq!(stats.jwks_fetches(), 2, "unknown key ids refetched the JWKS {} times", stats.jwks_fetches());
+    assert_eq!(
+        stats.jwks_fetches(),
+        2,
+        "unknown key ids refetched the JWKS {} times",
+        stats.jwks_fetches()
+    );
     Ok(())
 }

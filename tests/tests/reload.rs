@@ -2,6 +2,13 @@
 //! set never goes live; requests in flight during a reload of 10,000
 //! policies all complete.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step should stop the test loudly"
+)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -76,12 +83,22 @@ upstream = "{upstream}"
     );
     let config = dir.write("intentgate.toml", &config)?;
     let gateway = Gateway::start(&config, &dir.path().join("audit.jsonl"), port, &[]).await?;
-    Ok(Setup { issuer, _upstream: upstream, gateway, dir })
+    Ok(Setup {
+        issuer,
+        _upstream: upstream,
+        gateway,
+        dir,
+    })
 }
 
 async fn status(s: &Setup, token: &str) -> Result<u16> {
     let bearer = format!("Bearer {token}");
-    Ok(http::get_with(&format!("{}/orders/1", s.gateway.url), &[("authorization", &bearer)]).await?.status)
+    Ok(http::get_with(
+        &format!("{}/orders/1", s.gateway.url),
+        &[("authorization", &bearer)],
+    )
+    .await?
+    .status)
 }
 
 /// Waits until the status becomes `want`, for at most 5 s.
@@ -105,7 +122,10 @@ async fn changed_files_reload_and_invalid_sets_never_go_live() -> Result<()> {
     let alice = s.issuer.mint_for(TokenKind::Valid, "alice", "it").await?;
     assert_eq!(status(&s, &alice).await?, 200);
     // A broken file: the last good set keeps answering.
-    s.dir.write("policies/main.cedar", "@id(\"broken\")\npermit (principal, action, resource\n")?;
+    s.dir.write(
+        "policies/main.cedar",
+        "@id(\"broken\")\npermit (principal, action, resource\n",
+    )?;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(status(&s, &alice).await?, 200);
     // A valid change goes live.
@@ -121,7 +141,11 @@ async fn sighup_reloads_when_watching_is_off() -> Result<()> {
     assert_eq!(status(&s, &alice).await?, 200);
     s.dir.write("policies/main.cedar", DENY)?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(status(&s, &alice).await?, 200, "watch = false must not reload on its own");
+    assert_eq!(
+        status(&s, &alice).await?,
+        200,
+        "watch = false must not reload on its own"
+    );
     s.gateway.hangup()?;
     eventually(&s, &alice, 403).await?;
     Ok(())
@@ -148,7 +172,13 @@ async fn requests_in_flight_during_a_reload_of_10000_policies_all_succeed() -> R
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
     for _ in 0..2 {
-        let (s, alice, failures, served, stop) = (s.clone(), alice.clone(), failures.clone(), served.clone(), stop.clone());
+        let (s, alice, failures, served, stop) = (
+            s.clone(),
+            alice.clone(),
+            failures.clone(),
+            served.clone(),
+            stop.clone(),
+        );
         clients.push(tokio::spawn(async move {
             // Bounded: at most 20,000 requests per client; stops once both reloads went live.
             for _ in 0..20_000 {
@@ -166,7 +196,9 @@ async fn requests_in_flight_during_a_reload_of_10000_policies_all_succeed() -> R
     for generation in 1..=2 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         s.dir.write("policies/main.cedar", &big_set(generation))?;
-        while s.gateway.log().matches("policies reloaded").count() < generation && Instant::now() < deadline {
+        while s.gateway.log().matches("policies reloaded").count() < generation
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -174,9 +206,21 @@ async fn requests_in_flight_during_a_reload_of_10000_policies_all_succeed() -> R
     for c in clients {
         c.await?;
     }
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed during reloads");
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "requests failed during reloads"
+    );
     let reloads = s.gateway.log().matches("policies reloaded").count();
-    assert_eq!(reloads, 2, "expected both 10,000-policy sets to go live:\n{}", s.gateway.log());
-    assert!(served.load(Ordering::Relaxed) > 50, "too few requests were served to mean anything");
+    assert_eq!(
+        reloads,
+        2,
+        "expected both 10,000-policy sets to go live:\n{}",
+        s.gateway.log()
+    );
+    assert!(
+        served.load(Ordering::Relaxed) > 50,
+        "too few requests were served to mean anything"
+    );
     Ok(())
 }

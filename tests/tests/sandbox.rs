@@ -2,6 +2,13 @@
 //! (`plugins/hostile`): every attack is denied within its budget, the
 //! reason says what happened, and good calls keep being served meanwhile.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step should stop the test loudly"
+)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -258,7 +265,11 @@ async fn a_plugin_that_rejects_its_config_does_not_load() {
     spec.name = "oidc".into();
     spec.path = plugin_path("oidc");
     spec.config_json = serde_json::json!({ "issuer": "https://issuer.example", "audiences": [], "algorithms": ["HS256"] }).to_string();
-    let error = runtime.load_identity(&spec).await.err().expect("must not load");
+    let error = runtime
+        .load_identity(&spec)
+        .await
+        .err()
+        .expect("must not load");
     let text = error.to_string();
     assert!(text.contains("plugin `oidc`: rejects its config"), "{text}");
 }
@@ -269,5 +280,8 @@ async fn answers_over_the_contract_caps_are_refused_by_the_host() {
     let plugin = load(&runtime, serde_json::json!({}), vec![]).await;
     let error = attack(&plugin, "attrs-over-cap", Duration::from_millis(1500)).await;
     assert!(matches!(error, CallError::InvalidOutput { .. }), "{error}");
-    assert!(error.to_string().contains("attributes-json is 16385 bytes"), "{error}");
+    assert!(
+        error.to_string().contains("attributes-json is 16385 bytes"),
+        "{error}"
+    );
 }
