@@ -66,6 +66,13 @@ struct RawConfig {
     listener: Vec<RawListener>,
     #[serde(default)]
     identity_cache: IdentityCacheConfig,
+    admin: Option<RawAdmin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    bind: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -296,6 +303,8 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// Identity cache bounds.
     pub identity_cache: IdentityCacheConfig,
+    /// Where `/healthz` and `/readyz` are served, if anywhere.
+    pub admin_bind: Option<SocketAddr>,
 }
 
 struct Checker<'a> {
@@ -438,10 +447,23 @@ impl Config {
                 listeners.push(listener);
             }
         }
+        let admin_bind = raw
+            .admin
+            .and_then(|a| match a.bind.get_ref().parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(e) => {
+                    check.at(
+                        a.bind.span(),
+                        format!("`{}` is not an address:port to bind: {e}", a.bind.get_ref()),
+                    );
+                    None
+                }
+            });
         if !check.errors.is_empty() {
             return Err(check.errors);
         }
         Ok(Config {
+            admin_bind,
             path: path.to_path_buf(),
             audit_output: raw.audit.output,
             identities,

@@ -2,5 +2,6 @@
 //! request into a [`crate::gate::Attempt`], runs the gate, forwards what is
 //! allowed and audits every attempt.
 
+pub mod admin;
 pub mod http;
 pub mod tls;

@@ -238,6 +238,18 @@ pub async fn run(config: Config) -> Result<(), Vec<String>> {
             stop_rx.clone(),
         )));
     }
+    let ready = Arc::new(listener::admin::Readiness::default());
+    if let Some(bind) = config.admin_bind {
+        let socket = tokio::net::TcpListener::bind(bind)
+            .await
+            .map_err(|e| vec![format!("admin listener: cannot bind {bind}: {e}")])?;
+        tracing::info!(address = %bind, "admin endpoints /healthz and /readyz");
+        servers.push(tokio::spawn(listener::admin::serve(
+            socket,
+            ready.clone(),
+            stop_rx.clone(),
+        )));
+    }
     let reloader = tokio::spawn(watch_for_reloads(
         config.clone(),
         assembly.identities,
@@ -249,7 +261,9 @@ pub async fn run(config: Config) -> Result<(), Vec<String>> {
         policies = engine.current().policy_count(),
         "intentgate ready"
     );
+    ready.set(true);
     wait_for_shutdown().await;
+    ready.set(false);
     tracing::info!("shutting down: draining connections");
     reloader.abort();
     let _ = stop_tx.send(true);

@@ -37,6 +37,7 @@ struct Setup {
     issuer: OidcIssuer,
     _upstream: EchoUpstream,
     gateway: Gateway,
+    admin: String,
     _dir: TempDir,
 }
 
@@ -50,11 +51,15 @@ async fn setup(reviewed: &str) -> Result<Setup> {
     let dir = TempDir::new("http-oidc")?;
     dir.write("policies/orders.cedar", POLICIES)?;
     let port = free_port()?;
+    let admin_port = free_port()?;
     let audit = dir.path().join("audit.jsonl");
     let config = format!(
         r#"
 [audit]
 output = "audit.jsonl"
+
+[admin]
+bind = "127.0.0.1:{admin_port}"
 
 [[identity]]
 name = "oidc"
@@ -97,10 +102,12 @@ upstream_credential = {{ header = "authorization", value_env = "IT_UPSTREAM_TOKE
         &[("IT_UPSTREAM_TOKEN", "upstream-secret")],
     )
     .await?;
+    let admin = format!("http://127.0.0.1:{admin_port}");
     Ok(Setup {
         issuer,
         _upstream: upstream,
         gateway,
+        admin,
         _dir: dir,
     })
 }
@@ -116,7 +123,12 @@ async fn get(s: &Setup, path: &str, token: Option<&str>) -> Result<http::Respons
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowed_and_denied_requests_are_decided_forwarded_and_audited() -> Result<()> {
-    let s = setup(&today()).await?;
+    let mut s = setup(&today()).await?;
+    assert_eq!(
+        http::get(&format!("{}/healthz", s.admin)).await?.status,
+        200
+    );
+    assert_eq!(http::get(&format!("{}/readyz", s.admin)).await?.status, 200);
     let alice = s.issuer.mint_for(TokenKind::Valid, "alice", "it").await?;
 
     // Allowed: forwarded with the upstream credential, the caller's stripped.
@@ -201,6 +213,11 @@ async fn allowed_and_denied_requests_are_decided_forwarded_and_audited() -> Resu
         record["reason"].as_str().unwrap().contains("no credential"),
         "{record}"
     );
+
+    // SIGTERM drains and exits cleanly, with every record written.
+    let count = s.gateway.audit_records()?.len();
+    assert!(s.gateway.stop()?.success());
+    assert_eq!(count, 4);
     Ok(())
 }
 
