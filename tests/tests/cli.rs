@@ -29,8 +29,20 @@ fn run(args: &[&str]) -> Result<(i32, String, String)> {
 /// A copy of the quickstart example whose plugin paths still resolve.
 fn quickstart_copy(dir: &TempDir) -> Result<std::path::PathBuf> {
     let root = repo_root();
+    // The committed review date ages with the calendar; the copy is reviewed today.
+    let today = intentgate::clock::format_date((intentgate::clock::now_unix() / 86_400) as i64);
     let text = std::fs::read_to_string(root.join("examples/quickstart/intentgate.toml"))?
-        .replace("../../plugins/", &format!("{}/plugins/", root.display()));
+        .replace("../../plugins/", &format!("{}/plugins/", root.display()))
+        .lines()
+        .map(|l| {
+            if l.starts_with("reviewed = ") {
+                format!("reviewed = \"{today}\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     let policies = std::fs::read_to_string(root.join("examples/quickstart/policies/orders.cedar"))?;
     dir.write("policies/orders.cedar", &policies)?;
     dir.write("intentgate.toml", &text)
@@ -38,11 +50,12 @@ fn quickstart_copy(dir: &TempDir) -> Result<std::path::PathBuf> {
 
 #[test]
 fn check_accepts_the_quickstart() -> Result<()> {
-    let (code, stdout, stderr) =
-        run(&["check", "--config", "examples/quickstart/intentgate.toml"])?;
+    let dir = TempDir::new("cli-check")?;
+    let config = quickstart_copy(&dir)?;
+    let (code, stdout, stderr) = run(&["check", "--config", config.to_str().unwrap()])?;
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(
-        stdout.starts_with("ok: examples/quickstart/intentgate.toml"),
+        stdout.starts_with(&format!("ok: {}", config.display())),
         "{stdout}"
     );
     Ok(())
