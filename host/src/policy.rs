@@ -20,6 +20,7 @@ mod diagnostic;
 mod engine;
 mod index;
 mod load;
+mod reads;
 mod request;
 mod schema;
 mod tests_file;
@@ -29,7 +30,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use cedar_policy::{EntityTypeName, Policy, PolicyId, PolicySet, Schema};
 
@@ -132,6 +133,9 @@ pub struct LoadedPolicies {
     by_index: Vec<Policy>,
     index: index::ScopeIndex,
     slices: index::SliceCache,
+    /// What each policy's conditions read of the context, by index;
+    /// computed when a slice first needs it.
+    reads: Vec<OnceLock<reads::ContextReads>>,
     entity_cache: request::EntityCache,
     gate_cache: request::GateCache,
     /// Entity type names of the schema, so requests need not parse them.

@@ -1,7 +1,11 @@
 //! Differential test of the policy index: on random policy sets (permits and
 //! forbids, every scope form, group hierarchies, action groups, conditions
-//! that can error at runtime) and random requests, the indexed path must give
-//! exactly what bare Cedar gives: decision, determining policies and errors.
+//! that can error at runtime, conditions reading every part of the context)
+//! and random requests, the indexed path must give exactly what bare Cedar
+//! gives: decision, determining policies and errors. Each request is also
+//! followed by "siblings" with the same entities and action but another
+//! context and other gate facts (sometimes an invalid context), which take
+//! the indexed path's memoized fast path.
 //!
 //! Seeded: a failure prints the seed; rerun with
 //! `INTENTGATE_DIFF_SEED=<seed> cargo test -p intentgate --test policy_differential`.
@@ -27,7 +31,7 @@ const SCHEMA: &str = r#"namespace T {
   entity Folder in [Folder];
   entity Doc in [Folder] = { owner: User, size: Long };
   entity Bucket in [Folder] = { owner: User, size: Long };
-  type Ctx = { n: Long, flag: Bool, gate: Intentgate::Gate };
+  type Ctx = { n: Long, flag: Bool, tag?: String, labels?: Set<String>, gate: Intentgate::Gate };
   action "all";
   action "readGroup" in ["all"];
   action "read", "list" in ["readGroup"] appliesTo {
@@ -38,6 +42,10 @@ const SCHEMA: &str = r#"namespace T {
   };
   action "admin" appliesTo {
     principal: [Intentgate::Principal], resource: [Doc, Bucket], context: Ctx
+  };
+  action "audit" appliesTo {
+    principal: [Intentgate::Principal], resource: [Doc],
+    context: { n: Long, flag: Bool, tag?: String, labels?: Set<String>, gate: Intentgate::Gate, reason: String }
   };
 }"#;
 
@@ -51,14 +59,31 @@ const GROUPS: usize = 5;
 const DOCS: usize = 5;
 const BUCKETS: usize = 3;
 const FOLDERS: usize = 5;
-const ACTIONS: [&str; 6] = ["read", "list", "write", "admin", "readGroup", "all"];
+const ACTIONS: [&str; 7] = [
+    "read",
+    "list",
+    "write",
+    "admin",
+    "audit",
+    "readGroup",
+    "all",
+];
 const REQUEST_ACTIONS: [&str; 4] = ["read", "list", "write", "admin"];
 
 /// Conditions that validate in strict mode. Some error at runtime:
 /// overflow for large `n`, and `resource.owner.level` whenever the owner is
 /// not one of the request's entities.
-const CONDITIONS: [&str; 12] = [
+const CONDITIONS: [&str; 21] = [
     "context.flag",
+    "context has tag && context.tag == \"a\"",
+    "context.gate.now > datetime(\"2026-01-01T00:00:30Z\")",
+    "context.gate.tls",
+    "context.gate.request_id like \"diff-*-1*\"",
+    "{ g: context.gate }.g.trust_anchor_age_days > 30",
+    "context has gate.peer_ip && context.gate.listener == \"diff\"",
+    "{ c: context }.c.n > 1 && context.flag",
+    "context has labels && context.labels.contains(\"x\")",
+    "context.gate.trust_anchor_age_days < context.n",
     "principal.level > 3",
     "principal has tag && principal.tag == \"a\"",
     "resource.size < context.n",
@@ -195,12 +220,6 @@ fn request(rng: &mut StdRng) -> Request {
     } else {
         EntityRef::new("T::Bucket", format!("b{}", rng.random_range(0..BUCKETS)))
     };
-    let mut context = serde_json::Map::new();
-    context.insert(
-        "n".into(),
-        json!(*[-2, 0, 1, 3, 7, 8, 100].choose(rng).unwrap()),
-    );
-    context.insert("flag".into(), json!(rng.random_bool(0.5)));
     Request {
         principal,
         attributes,
@@ -213,22 +232,80 @@ fn request(rng: &mut StdRng) -> Request {
                 "size": rng.random_range(0..6),
             }),
             resource_parents: subset(rng, "T::Folder", "f", FOLDERS),
-            context,
+            context: context(rng, false),
         },
-        gate: GateFacts {
-            request_id: "diff".into(),
-            listener: "diff".into(),
-            peer_ip: if rng.random_bool(0.5) {
-                IpAddr::V4(Ipv4Addr::LOCALHOST)
-            } else {
-                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))
-            },
-            identity_provider: "diff".into(),
-            trust_anchor: "diff".into(),
-            trust_anchor_age_days: rng.random_range(0..60),
-            now_unix: 1_767_225_600,
-            tls: true,
+        gate: gate(rng, "diff-0-0".into()),
+    }
+}
+
+/// The connector's context; with `invalid`, sometimes one the schema
+/// rejects.
+fn context(rng: &mut StdRng, invalid: bool) -> serde_json::Map<String, serde_json::Value> {
+    let mut context = serde_json::Map::new();
+    context.insert(
+        "n".into(),
+        json!(*[-2, 0, 1, 3, 7, 8, 100].choose(rng).unwrap()),
+    );
+    context.insert("flag".into(), json!(rng.random_bool(0.5)));
+    if rng.random_bool(0.3) {
+        context.insert("tag".into(), json!(*["a", "b"].choose(rng).unwrap()));
+    }
+    if rng.random_bool(0.3) {
+        let labels = match rng.random_range(0..4) {
+            0 => json!([]),
+            1 => json!(["x"]),
+            2 => json!(["y", "y", "x"]),
+            _ => json!(["y", "y"]),
+        };
+        context.insert("labels".into(), labels);
+    }
+    if invalid && rng.random_bool(0.2) {
+        match rng.random_range(0..7) {
+            4 => {
+                // A set whose elements are not all strings.
+                context.insert("labels".into(), json!(["x", "x", 1]));
+            }
+            0 => {
+                context.insert("n".into(), json!("3"));
+            }
+            1 => {
+                context.remove("flag");
+            }
+            6 => {
+                context.insert("flag".into(), json!(0));
+            }
+            5 => {
+                // Same length, other name.
+                if let Some(flag) = context.remove("flag") {
+                    context.insert("flaG".into(), flag);
+                }
+            }
+            2 => {
+                context.insert("extra".into(), json!(1));
+            }
+            _ => {
+                // The host's gate wins over a connector's.
+                context.insert("gate".into(), json!({ "tls": false }));
+            }
+        }
+    }
+    context
+}
+
+fn gate(rng: &mut StdRng, request_id: String) -> GateFacts {
+    GateFacts {
+        request_id,
+        listener: (*["diff", "other"].choose(rng).unwrap()).into(),
+        peer_ip: if rng.random_bool(0.5) {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))
         },
+        identity_provider: "diff".into(),
+        trust_anchor: "diff".into(),
+        trust_anchor_age_days: rng.random_range(0..60),
+        now_unix: 1_767_225_600 + *[0, 30, 60].choose(rng).unwrap(),
+        tls: rng.random_bool(0.8),
     }
 }
 
@@ -260,46 +337,88 @@ struct Coverage {
     denied_by_forbid: usize,
     default_deny: usize,
     with_errors: usize,
+    invalid: usize,
 }
+
+const SIBLINGS: usize = 4;
 
 fn run_set(seed: u64, coverage: &mut Coverage) {
     let mut rng = StdRng::seed_from_u64(seed);
     let texts: String = (0..POLICIES_PER_SET).map(|n| policy(&mut rng, n)).collect();
     let loaded = load(&texts);
     for i in 0..REQUESTS_PER_SET {
-        let r = request(&mut rng);
-        let q = Query {
-            principal: &r.principal,
-            principal_attributes: &r.attributes,
-            principal_parents: &r.parents,
-            request: &r.request,
-            gate: &r.gate,
-        };
-        let bare = loaded.authorize_unindexed(&q);
-        // Twice: the first builds the slice, the second comes from the cache.
-        for pass in ["first", "cached"] {
-            let indexed = loaded.authorize(&q);
-            assert_eq!(
-                indexed,
-                bare,
-                "seed {seed}, request {i} ({pass}): indexed and bare Cedar differ\n\
-                 principal {} parents {:?} attrs {}\naction {} resource {} parents {:?} attrs {}\ncontext {:?}\n\
-                 --- policies ---\n{texts}",
-                r.principal,
-                r.parents,
-                r.attributes,
-                r.request.action,
-                r.request.resource,
-                r.request.resource_parents,
-                r.request.resource_attributes,
-                r.request.context,
-            );
-        }
+        let mut r = request(&mut rng);
+        r.gate.request_id = format!("diff-{seed}-{i}");
+        let bare = check(&loaded, &r, seed, i, "first", &texts);
         tally(&bare, coverage);
+        // The same request again: served from the memo.
+        r.gate.request_id = format!("diff-{seed}-{i}-again");
+        check(&loaded, &r, seed, i, "cached", &texts);
+        // Same entities, another context and gate, sometimes another
+        // action (`audit` has its own context type and resource types).
+        for sibling in 0..SIBLINGS {
+            r.request.context = context(&mut rng, true);
+            if rng.random_bool(0.3) {
+                let action = if rng.random_bool(0.5) {
+                    "audit"
+                } else {
+                    *REQUEST_ACTIONS.choose(&mut rng).unwrap()
+                };
+                r.request.action = EntityRef::new("T::Action", action);
+            }
+            if r.request.action.id == "audit" && rng.random_bool(0.7) {
+                r.request.context.insert("reason".into(), json!("why"));
+            }
+            r.gate = gate(&mut rng, format!("diff-{seed}-{i}-{sibling}"));
+            let bare = check(&loaded, &r, seed, i, "sibling", &texts);
+            tally(&bare, coverage);
+        }
     }
 }
 
+/// Asserts the indexed path agrees with bare Cedar on `r`; returns the
+/// decision.
+fn check(
+    loaded: &LoadedPolicies,
+    r: &Request,
+    seed: u64,
+    i: usize,
+    pass: &str,
+    texts: &str,
+) -> Decision {
+    let q = Query {
+        principal: &r.principal,
+        principal_attributes: &r.attributes,
+        principal_parents: &r.parents,
+        request: &r.request,
+        gate: &r.gate,
+    };
+    let bare = loaded.authorize_unindexed(&q);
+    let indexed = loaded.authorize(&q);
+    assert_eq!(
+        indexed,
+        bare,
+        "seed {seed}, request {i} ({pass}): indexed and bare Cedar differ\n\
+         principal {} parents {:?} attrs {}\naction {} resource {} parents {:?} attrs {}\ncontext {:?}\ngate {:?}\n\
+         --- policies ---\n{texts}",
+        r.principal,
+        r.parents,
+        r.attributes,
+        r.request.action,
+        r.request.resource,
+        r.request.resource_parents,
+        r.request.resource_attributes,
+        r.request.context,
+        r.gate,
+    );
+    bare
+}
+
 fn tally(d: &Decision, coverage: &mut Coverage) {
+    if d.errors.iter().any(|e| e.starts_with("invalid")) {
+        coverage.invalid += 1;
+        return;
+    }
     if !d.errors.is_empty() {
         coverage.with_errors += 1;
     }
@@ -328,12 +447,17 @@ fn indexed_matches_bare_cedar() {
         denied_by_forbid,
         default_deny,
         with_errors,
+        invalid,
     } = coverage;
     eprintln!(
-        "allowed {allowed}, denied by forbid {denied_by_forbid}, default deny {default_deny}, errors {with_errors}"
+        "allowed {allowed}, denied by forbid {denied_by_forbid}, default deny {default_deny}, errors {with_errors}, invalid requests {invalid}"
     );
     assert!(
-        allowed > 50 && denied_by_forbid > 50 && default_deny > 50 && with_errors > 50,
+        allowed > 50
+            && denied_by_forbid > 50
+            && default_deny > 50
+            && with_errors > 50
+            && invalid > 50,
         "too little variety"
     );
 }

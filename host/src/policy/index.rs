@@ -8,18 +8,28 @@
 //! tests (`==`, `in`, `is`) never error, so a left-out policy can neither be
 //! satisfied nor report an error: the slice gives the same decision,
 //! determining policies and errors as the whole set.
+//!
+//! The scope test is also exact (see [`ScopeIndex::matching`]), so a
+//! matching policy with no `when`/`unless` clause is satisfied without
+//! evaluating it: Cedar would evaluate `scope && true`, which is `true` and
+//! cannot error. A [`Slice`] therefore hands Cedar only the matching
+//! policies that have conditions, and lists the others as satisfied.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use cedar_policy::{
-    ActionConstraint, EntityTypeName, EntityUid, Policy, PolicySet, PrincipalConstraint,
+    ActionConstraint, Effect, EntityTypeName, EntityUid, Policy, PolicySet, PrincipalConstraint,
     ResourceConstraint, Schema,
 };
+
+use super::reads::ContextReads;
 
 /// An action entity from the schema and the action groups it belongs to.
 #[derive(Debug, Clone)]
 pub(super) struct ActionInfo {
+    /// A number unique among the schema's actions (for cache keys).
+    pub ordinal: u32,
     pub uid: EntityUid,
     /// Transitive ancestors (action groups).
     pub ancestors: Vec<EntityUid>,
@@ -30,7 +40,7 @@ pub(super) fn action_table(schema: &Schema) -> HashMap<String, HashMap<String, A
     let entities = schema.action_entities();
     let all_groups: Vec<EntityUid> = schema.action_groups().cloned().collect();
     let mut table: HashMap<String, HashMap<String, ActionInfo>> = HashMap::new();
-    for uid in schema.actions() {
+    for (ordinal, uid) in (0..).zip(schema.actions()) {
         let ancestors = match &entities {
             Ok(entities) => entities
                 .ancestors(uid)
@@ -46,6 +56,7 @@ pub(super) fn action_table(schema: &Schema) -> HashMap<String, HashMap<String, A
             .insert(
                 uid.id().unescaped().to_owned(),
                 ActionInfo {
+                    ordinal,
                     uid: uid.clone(),
                     ancestors,
                 },
@@ -92,13 +103,14 @@ impl From<ResourceConstraint> for EntityScope {
 /// Cedar computed them (the transitive closure of the request's entities).
 pub(super) struct Subject<'a> {
     pub uid: &'a EntityUid,
-    pub ancestors: &'a [&'a EntityUid],
+    pub ancestors: &'a [EntityUid],
 }
 
 impl Subject<'_> {
-    /// Cedar's `subject in uid`: the entity itself or one of its ancestors.
+    /// Cedar's `subject in uid`: the entity itself or one of its ancestors
+    /// in the request's entities (the entity store Cedar evaluates with).
     fn is_in(&self, uid: &EntityUid) -> bool {
-        self.uid == uid || self.ancestors.contains(&uid)
+        self.uid == uid || self.ancestors.contains(uid)
     }
 }
 
@@ -178,7 +190,7 @@ impl EntityPostings {
         push_list(out, self.eq.get(s.uid));
         push_list(out, self.within.get(s.uid));
         for a in s.ancestors {
-            push_list(out, self.within.get(*a));
+            push_list(out, self.within.get(a));
         }
         push_list(out, self.is.get(s.uid.type_name()));
     }
@@ -262,6 +274,14 @@ impl ScopeIndex {
     /// The policies whose scope matches the request, sorted and unique.
     /// Starts from the dimension with the fewest candidates and checks each
     /// candidate's whole scope, which costs a few comparisons.
+    ///
+    /// The check is exact: it is Cedar's own scope semantics (`==` on entity
+    /// uids, `is` on type names, `in` as "equal to, or an ancestor in the
+    /// request's entities", action groups from the schema's action
+    /// entities, which is where the request's action entities come from),
+    /// evaluated on the ancestors Cedar computed for this request's
+    /// entities. A listed policy's scope is true in Cedar, and a policy left
+    /// out has a false scope.
     pub fn matching(&self, p: &Subject<'_>, a: &ActionSubject<'_>, r: &Subject<'_>) -> Vec<u32> {
         let mut by_principal = Vec::new();
         let mut by_action = Vec::new();
@@ -293,12 +313,63 @@ impl ScopeIndex {
 /// Upper bound on cached slices; shapes beyond it evict an arbitrary entry.
 const SLICE_CACHE_CAPACITY: usize = 4096;
 
+/// The policies whose scope matches one request shape, split by what
+/// deciding them takes. The default is the empty slice.
+#[derive(Debug, Default)]
+pub(super) struct Slice {
+    /// The matching policies with `when`/`unless` clauses: Cedar evaluates
+    /// these. `None` when there are none.
+    pub conditioned: Option<PolicySet>,
+    /// Matching permits without conditions: satisfied (their scope matched
+    /// exactly and `scope && true` cannot error). Policy numbers, sorted.
+    pub permits: Vec<u32>,
+    /// Matching forbids without conditions, likewise.
+    pub forbids: Vec<u32>,
+    /// What the conditioned policies read of the context.
+    pub reads: ContextReads,
+}
+
+impl Slice {
+    /// The slice of `matching` (sorted policy numbers into `policies`).
+    /// `reads_of(n)` says what policy `n`'s conditions read. `None` only if
+    /// Cedar refuses the set, which cannot happen for unique ids.
+    pub fn build(
+        policies: &[Policy],
+        matching: &[u32],
+        reads_of: impl Fn(u32) -> ContextReads,
+    ) -> Option<Self> {
+        let mut conditioned = Vec::new();
+        let mut slice = Self {
+            conditioned: None,
+            permits: Vec::new(),
+            forbids: Vec::new(),
+            reads: ContextReads::default(),
+        };
+        for &n in matching {
+            let policy = policies.get(n as usize)?;
+            if policy.has_non_scope_constraint() {
+                slice.reads.union(&reads_of(n));
+                conditioned.push(policy.clone());
+            } else {
+                match policy.effect() {
+                    Effect::Permit => slice.permits.push(n),
+                    Effect::Forbid => slice.forbids.push(n),
+                }
+            }
+        }
+        if !conditioned.is_empty() {
+            slice.conditioned = Some(PolicySet::from_policies(conditioned).ok()?);
+        }
+        Some(slice)
+    }
+}
+
 /// Slices of the policy set keyed by their sorted policy numbers, so
 /// requests of the same shape (same principal, action and resource
-/// ancestry) reuse one `PolicySet` instead of building it per request.
+/// ancestry) reuse one slice instead of building it per request.
 #[derive(Debug, Default)]
 pub(super) struct SliceCache {
-    slices: RwLock<HashMap<Box<[u32]>, Arc<PolicySet>>>,
+    slices: RwLock<HashMap<Box<[u32]>, Arc<Slice>>>,
 }
 
 impl SliceCache {
@@ -307,8 +378,8 @@ impl SliceCache {
     pub fn get_or_build(
         &self,
         key: &[u32],
-        build: impl FnOnce() -> Option<PolicySet>,
-    ) -> Option<Arc<PolicySet>> {
+        build: impl FnOnce() -> Option<Slice>,
+    ) -> Option<Arc<Slice>> {
         // A poisoned lock only means another thread panicked mid-insert;
         // the map itself is still a valid cache.
         if let Some(slice) = self

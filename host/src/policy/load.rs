@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use cedar_policy::{Policy, PolicyId, PolicySet, Schema, ValidationMode, Validator};
 
@@ -323,12 +323,14 @@ fn assemble(
         .map(|t| (t.to_string(), t.clone()))
         .collect();
     let actions = action_table(&schema);
+    let reads = by_index.iter().map(|_| OnceLock::new()).collect();
     LoadedPolicies {
         schema,
         policies: set,
         by_index,
         index,
         slices: SliceCache::default(),
+        reads,
         entity_cache: EntityCache::default(),
         gate_cache: GateCache::default(),
         entity_types,

@@ -488,6 +488,92 @@ fn schema_directed_context_values_still_work() {
 }
 
 #[test]
+fn a_validated_request_does_not_vouch_for_a_different_context() {
+    let loaded = load_ok(&[file(
+        "p.cedar",
+        "@id(\"all\") permit(principal, action, resource);\n@id(\"small\") forbid(principal, action, resource) when { context.n < 0 };\n",
+    )]);
+    for _ in 0..3 {
+        assert!(decide(&loaded, &req("payments", "read", "orders", 1)).allowed);
+    }
+    let mut r = req("payments", "read", "orders", 1);
+    r.request.context.remove("n");
+    let d = decide(&loaded, &r);
+    assert!(!d.allowed && d.errors[0].starts_with("invalid"), "{d:?}");
+    r.request.context.insert("n".into(), json!("1"));
+    let d = decide(&loaded, &r);
+    assert!(!d.allowed && d.errors[0].starts_with("invalid"), "{d:?}");
+    r.request.context.insert("n".into(), json!(1));
+    r.request.context.insert("m".into(), json!(1));
+    let d = decide(&loaded, &r);
+    assert!(!d.allowed && d.errors[0].starts_with("invalid"), "{d:?}");
+    // Other values of the same shape take the memo and are evaluated.
+    let d = decide(&loaded, &req("payments", "read", "orders", -1));
+    assert_eq!(d.determining, ["small"], "{d:?}");
+    assert!(decide(&loaded, &req("payments", "read", "orders", 2)).allowed);
+    // An action the pair was not validated for.
+    let d = decide(&loaded, &req("payments", "drop", "orders", 1));
+    assert!(!d.allowed && !d.errors.is_empty(), "{d:?}");
+}
+
+#[test]
+fn schema_directed_contexts_are_validated_every_time() {
+    let loaded = load_ok(&[file(
+        "p.cedar",
+        "@id(\"internal\") permit(principal, action, resource) when { context has client && context.client.isInRange(ip(\"10.0.0.0/8\")) };\n",
+    )]);
+    for _ in 0..2 {
+        for (client, allowed) in [
+            (json!("10.1.2.3"), true),
+            (json!("192.168.0.1"), false),
+            (json!("10.1.2.4"), true),
+        ] {
+            let mut r = req("payments", "read", "orders", 1);
+            r.request.context.insert("client".into(), client);
+            let d = decide(&loaded, &r);
+            assert_eq!(d.allowed, allowed, "{d:?}");
+            assert!(d.errors.is_empty(), "{d:?}");
+        }
+        let mut r = req("payments", "read", "orders", 1);
+        r.request
+            .context
+            .insert("client".into(), json!("not an ip"));
+        let d = decide(&loaded, &r);
+        assert!(
+            !d.allowed && d.errors[0].starts_with("invalid context"),
+            "{d:?}"
+        );
+    }
+}
+
+#[test]
+fn gate_facts_of_each_request_are_used() {
+    let loaded = load_ok(&[file(
+        "p.cedar",
+        &format!(
+            "{READ_ORDERS}\n@id(\"stale\") forbid(principal, action, resource) when {{ context.gate.trust_anchor_age_days > 30 }};\n@id(\"late\") forbid(principal, action, resource) when {{ context.gate.now > datetime(\"2026-01-01T00:00:05Z\") }};\n@id(\"plain\") forbid(principal, action, resource) when {{ !context.gate.tls }};\n@id(\"ids\") forbid(principal, action, resource) when {{ context.gate.request_id == \"r-evil\" }};\n"
+        ),
+    )]);
+    let mut r = req("payments", "read", "orders", 1);
+    for round in 0..3 {
+        r.gate = gate(5);
+        r.gate.request_id = format!("r-{round}");
+        assert!(decide(&loaded, &r).allowed, "round {round}");
+        r.gate.trust_anchor_age_days = 31;
+        assert_eq!(decide(&loaded, &r).determining, ["stale"]);
+        r.gate = gate(5);
+        r.gate.now_unix += 6;
+        assert_eq!(decide(&loaded, &r).determining, ["late"]);
+        r.gate = gate(5);
+        r.gate.tls = false;
+        assert_eq!(decide(&loaded, &r).determining, ["plain"]);
+        r.gate = gate(5);
+        r.gate.request_id = "r-evil".into();
+        assert_eq!(decide(&loaded, &r).determining, ["ids"]);
+    }
+}
+
+#[test]
 fn entities_follow_the_attributes_of_each_request() {
     let loaded = load_ok(&[file(
         "p.cedar",
