@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::{PolicyDiagnostic, SchemaFragmentSource};
 
 /// The host's base fragment (namespace `Intentgate`).
-pub(super) const BASE_FRAGMENT: &str = include_str!("base.cedarschema");
+pub(super) const BASE_FRAGMENT: &str = include_str!("../../../policies/base.cedarschema");
 /// Origin named in diagnostics about the base fragment.
 const BASE_ORIGIN: &str = "intentgate base schema";
 /// The placeholder connector fragments write as an action's principal.
