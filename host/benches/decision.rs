@@ -95,6 +95,18 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| async { connector.classify(&input).await.unwrap() });
     });
+    // The floor: a trivial guest (the hostile plugin's `ok` mode) in the same runtime.
+    let hostile = PluginSpec {
+        name: "hostile".into(),
+        path: plugin("hostile"),
+        config_json: "{}".into(),
+        grants: vec![],
+        limits: PluginLimits::default(),
+    };
+    let hostile = rt.block_on(runtime.load_identity(&hostile)).unwrap();
+    group.bench_function("fresh_instance_trivial_guest", |b| {
+        b.to_async(&rt).iter(|| async { hostile.authenticate("bearer", b"ok").await.unwrap() });
+    });
     group.finish();
 
     let cache = IdentityCache::new(1024);
