@@ -603,6 +603,23 @@ pub struct Binding {
     pub append_body: Vec<u8>,
 }
 
+/// Calls one connector export in a fresh instance, under the sandbox budget.
+/// Arguments are owned locals, moved into the call.
+macro_rules! connector_call {
+    ($plugin:ident, $export:ident($($arg:expr),*)) => {{
+        let pre = $plugin.pre.clone();
+        $plugin
+            .caller
+            .call(|store| {
+                Box::pin(async move {
+                    let instance = pre.instantiate_async(&mut *store).await?;
+                    instance.intentgate_plugin_connector().$export(&mut *store, $($arg),*).await
+                })
+            })
+            .await
+    }};
+}
+
 /// A loaded connector plugin.
 pub struct ConnectorPlugin {
     caller: Caller,
@@ -622,19 +639,7 @@ impl ConnectorPlugin {
     /// Any [`CallError`]; the caller must deny.
     pub async fn classify(&self, input: &CallInput) -> Result<Classification, CallError> {
         let call = wit_call(input);
-        let pre = self.pre.clone();
-        let answer = self
-            .caller
-            .call(|store| {
-                Box::pin(async move {
-                    let instance = pre.instantiate_async(&mut *store).await?;
-                    instance
-                        .intentgate_plugin_connector()
-                        .call_classify(&mut *store, &call)
-                        .await
-                })
-            })
-            .await?;
+        let answer = connector_call!(self, call_classify(&call))?;
         let c = &self.caller;
         let classification = answer.map_err(connector_refusal)?;
         if classification.requests.is_empty() {
@@ -688,19 +693,7 @@ impl ConnectorPlugin {
     pub async fn bind(&self, input: &CallInput, binding_value: &str) -> Result<Binding, CallError> {
         let call = wit_call(input);
         let value = binding_value.to_string();
-        let pre = self.pre.clone();
-        let answer = self
-            .caller
-            .call(|store| {
-                Box::pin(async move {
-                    let instance = pre.instantiate_async(&mut *store).await?;
-                    instance
-                        .intentgate_plugin_connector()
-                        .call_bind(&mut *store, &call, &value)
-                        .await
-                })
-            })
-            .await?;
+        let answer = connector_call!(self, call_bind(&call, &value))?;
         let binding = answer.map_err(connector_refusal)?;
         Ok(Binding {
             set_headers: binding.set_headers,
@@ -720,19 +713,7 @@ impl ConnectorPlugin {
     ) -> Result<Vec<(String, String)>, CallError> {
         let call = wit_call(input);
         let response = response.to_vec();
-        let pre = self.pre.clone();
-        let answer = self
-            .caller
-            .call(|store| {
-                Box::pin(async move {
-                    let instance = pre.instantiate_async(&mut *store).await?;
-                    instance
-                        .intentgate_plugin_connector()
-                        .call_observe(&mut *store, &call, &response)
-                        .await
-                })
-            })
-            .await?;
+        let answer = connector_call!(self, call_observe(&call, &response))?;
         Ok(answer.map_err(connector_refusal)?.facts)
     }
 }

@@ -201,3 +201,87 @@ impl Drop for Gateway {
         }
     }
 }
+
+/// The config most end-to-end tests use: the OIDC identity plugin (issuer on
+/// loopback), the HTTP connector, `policies/` next to the config, one plain
+/// listener named `it`, audit records in `audit.jsonl`.
+pub struct OidcHttpConfig<'a> {
+    /// The issuer URL (also the trust anchor).
+    pub issuer: &'a str,
+    /// The upstream URL.
+    pub upstream: &'a str,
+    /// The listener port.
+    pub port: u16,
+    /// The trust anchor's review date, `YYYY-MM-DD`.
+    pub reviewed: String,
+    /// Extra top-level tables (e.g. `[admin]`), placed before the plugins.
+    pub extra_tables: String,
+    /// Extra keys for `[policy]` (e.g. `watch = false`).
+    pub policy_keys: String,
+    /// Extra keys for the listener (e.g. `tls = {...}`).
+    pub listener_keys: String,
+}
+
+impl<'a> OidcHttpConfig<'a> {
+    /// The defaults: reviewed today, nothing extra.
+    pub fn new(issuer: &'a str, upstream: &'a str, port: u16) -> Self {
+        let today = intentgate::clock::format_date((intentgate::clock::now_unix() / 86_400) as i64);
+        Self {
+            issuer,
+            upstream,
+            port,
+            reviewed: today,
+            extra_tables: String::new(),
+            policy_keys: String::new(),
+            listener_keys: String::new(),
+        }
+    }
+
+    /// The config text.
+    pub fn render(&self) -> String {
+        format!(
+            r#"
+[audit]
+output = "audit.jsonl"
+{extra_tables}
+[[identity]]
+name = "oidc"
+plugin = "{oidc}"
+outbound = [{{ origin = "{issuer}", private = true }}]
+config = {{ issuer = "{issuer}", audiences = ["it"] }}
+
+[[trust_anchor]]
+id = "{issuer}"
+provider = "oidc"
+reviewed = "{reviewed}"
+
+[[connector]]
+name = "http"
+plugin = "{http}"
+
+[policy]
+policies = ["policies"]
+{policy_keys}
+
+[[listener]]
+name = "it"
+protocol = "http"
+bind = "127.0.0.1:{port}"
+identity = "oidc"
+connector = "http"
+credential = {{ header = "authorization", scheme = "Bearer" }}
+upstream = "{upstream}"
+{listener_keys}
+"#,
+            extra_tables = self.extra_tables,
+            oidc = crate::plugin_path("oidc").display(),
+            http = crate::plugin_path("http").display(),
+            issuer = self.issuer,
+            reviewed = self.reviewed,
+            policy_keys = self.policy_keys,
+            port = self.port,
+            upstream = self.upstream,
+            listener_keys = self.listener_keys,
+        )
+    }
+}

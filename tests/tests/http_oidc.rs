@@ -11,8 +11,8 @@
 )]
 
 use anyhow::Result;
-use intentgate_tests::gateway::{Gateway, TempDir};
-use intentgate_tests::{EchoUpstream, OidcIssuer, TokenKind, free_port, http, plugin_path};
+use intentgate_tests::gateway::{Gateway, OidcHttpConfig, TempDir};
+use intentgate_tests::{EchoUpstream, OidcIssuer, TokenKind, free_port, http};
 
 const POLICIES: &str = r#"
 @id("alice-reads-orders")
@@ -53,47 +53,11 @@ async fn setup(reviewed: &str) -> Result<Setup> {
     let port = free_port()?;
     let admin_port = free_port()?;
     let audit = dir.path().join("audit.jsonl");
-    let config = format!(
-        r#"
-[audit]
-output = "audit.jsonl"
-
-[admin]
-bind = "127.0.0.1:{admin_port}"
-
-[[identity]]
-name = "oidc"
-plugin = "{oidc}"
-outbound = [{{ origin = "{issuer}", private = true }}]
-config = {{ issuer = "{issuer}", audiences = ["it"] }}
-
-[[trust_anchor]]
-id = "{issuer}"
-provider = "oidc"
-reviewed = "{reviewed}"
-
-[[connector]]
-name = "http"
-plugin = "{http}"
-
-[policy]
-policies = ["policies"]
-
-[[listener]]
-name = "it"
-protocol = "http"
-bind = "127.0.0.1:{port}"
-identity = "oidc"
-connector = "http"
-credential = {{ header = "authorization", scheme = "Bearer" }}
-upstream = "{upstream}"
-upstream_credential = {{ header = "authorization", value_env = "IT_UPSTREAM_TOKEN", prefix = "Bearer " }}
-"#,
-        oidc = plugin_path("oidc").display(),
-        http = plugin_path("http").display(),
-        issuer = issuer.url(),
-        upstream = upstream.url(),
-    );
+    let mut config = OidcHttpConfig::new(issuer.url(), upstream.url(), port);
+    config.reviewed = reviewed.to_string();
+    config.extra_tables = format!("\n[admin]\nbind = \"127.0.0.1:{admin_port}\"\n");
+    config.listener_keys = r#"upstream_credential = { header = "authorization", value_env = "IT_UPSTREAM_TOKEN", prefix = "Bearer " }"#.into();
+    let config = config.render();
     let config = dir.write("intentgate.toml", &config)?;
     let gateway = Gateway::start(
         &config,

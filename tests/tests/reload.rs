@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use intentgate_tests::gateway::{Gateway, TempDir};
-use intentgate_tests::{EchoUpstream, OidcIssuer, TokenKind, free_port, http, plugin_path};
+use intentgate_tests::gateway::{Gateway, OidcHttpConfig, TempDir};
+use intentgate_tests::{EchoUpstream, OidcIssuer, TokenKind, free_port, http};
 
 const ALLOW: &str = r#"@id("alice-reads")
 permit (principal, action in [Http::Action::"read"], resource in Http::Path::"/orders")
@@ -42,45 +42,9 @@ async fn setup(watch: bool, policies: &str) -> Result<Setup> {
     let dir = TempDir::new("reload")?;
     dir.write("policies/main.cedar", policies)?;
     let port = free_port()?;
-    let today = intentgate::clock::format_date((intentgate::clock::now_unix() / 86_400) as i64);
-    let config = format!(
-        r#"
-[audit]
-output = "audit.jsonl"
-
-[[identity]]
-name = "oidc"
-plugin = "{oidc}"
-outbound = [{{ origin = "{issuer}", private = true }}]
-config = {{ issuer = "{issuer}", audiences = ["it"] }}
-
-[[trust_anchor]]
-id = "{issuer}"
-provider = "oidc"
-reviewed = "{today}"
-
-[[connector]]
-name = "http"
-plugin = "{http}"
-
-[policy]
-policies = ["policies"]
-watch = {watch}
-
-[[listener]]
-name = "it"
-protocol = "http"
-bind = "127.0.0.1:{port}"
-identity = "oidc"
-connector = "http"
-credential = {{ header = "authorization", scheme = "Bearer" }}
-upstream = "{upstream}"
-"#,
-        oidc = plugin_path("oidc").display(),
-        http = plugin_path("http").display(),
-        issuer = issuer.url(),
-        upstream = upstream.url(),
-    );
+    let mut config = OidcHttpConfig::new(issuer.url(), upstream.url(), port);
+    config.policy_keys = format!("watch = {watch}");
+    let config = config.render();
     let config = dir.write("intentgate.toml", &config)?;
     let gateway = Gateway::start(&config, &dir.path().join("audit.jsonl"), port, &[]).await?;
     Ok(Setup {

@@ -11,8 +11,8 @@
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use intentgate_tests::gateway::{Gateway, TempDir};
-use intentgate_tests::{EchoUpstream, OidcIssuer, TokenKind, free_port, plugin_path};
+use intentgate_tests::gateway::{Gateway, OidcHttpConfig, TempDir};
+use intentgate_tests::{EchoUpstream, OidcIssuer, TokenKind, free_port};
 
 const POLICY: &str = r#"@id("alice-reads-over-tls")
 permit (principal, action in [Http::Action::"read"], resource)
@@ -64,45 +64,9 @@ async fn a_tls_listener_serves_http2_and_http1_and_tells_policies() -> Result<()
     );
     dir.write("policies/p.cedar", POLICY)?;
     let port = free_port()?;
-    let today = intentgate::clock::format_date((intentgate::clock::now_unix() / 86_400) as i64);
-    let config = format!(
-        r#"
-[audit]
-output = "audit.jsonl"
-
-[[identity]]
-name = "oidc"
-plugin = "{oidc}"
-outbound = [{{ origin = "{issuer}", private = true }}]
-config = {{ issuer = "{issuer}", audiences = ["it"] }}
-
-[[trust_anchor]]
-id = "{issuer}"
-provider = "oidc"
-reviewed = "{today}"
-
-[[connector]]
-name = "http"
-plugin = "{http}"
-
-[policy]
-policies = ["policies"]
-
-[[listener]]
-name = "gateway"
-protocol = "http"
-bind = "127.0.0.1:{port}"
-identity = "oidc"
-connector = "http"
-credential = {{ header = "authorization", scheme = "Bearer" }}
-upstream = "{upstream}"
-tls = {{ cert = "cert.pem", key = "key.pem" }}
-"#,
-        oidc = plugin_path("oidc").display(),
-        http = plugin_path("http").display(),
-        issuer = issuer.url(),
-        upstream = upstream.url(),
-    );
+    let mut config = OidcHttpConfig::new(issuer.url(), upstream.url(), port);
+    config.listener_keys = r#"tls = { cert = "cert.pem", key = "key.pem" }"#.into();
+    let config = config.render();
     let config = dir.write("intentgate.toml", &config)?;
     let gateway = Gateway::start(&config, &dir.path().join("audit.jsonl"), port, &[]).await?;
     let alice = issuer.mint_for(TokenKind::Valid, "alice", "it").await?;
