@@ -105,7 +105,8 @@ fn bench(c: &mut Criterion) {
     };
     let hostile = rt.block_on(runtime.load_identity(&hostile)).unwrap();
     group.bench_function("fresh_instance_trivial_guest", |b| {
-        b.to_async(&rt).iter(|| async { hostile.authenticate("bearer", b"ok").await.unwrap() });
+        b.to_async(&rt)
+            .iter(|| async { hostile.authenticate("bearer", b"ok").await.unwrap() });
     });
     group.finish();
 
