@@ -245,20 +245,27 @@ impl OutboundClient {
         let mut builder = http::Request::builder()
             .method(method)
             .uri(uri.path_and_query().map_or("/", |p| p.as_str()));
+        // A plugin may name the `Host` itself (a signed STS request replayed
+        // to a test endpoint keeps its signed host): the connection still goes
+        // only to the checked address of the granted origin.
+        let mut host_header = match uri.port_u16() {
+            Some(port) => format!("{}:{port}", uri.host().unwrap_or_default()),
+            None => uri.host().unwrap_or_default().to_string(),
+        };
         for (name, value) in headers {
             let lower = name.to_ascii_lowercase();
+            if lower == "host" {
+                host_header.clone_from(value);
+                continue;
+            }
             if matches!(
                 lower.as_str(),
-                "host" | "connection" | "transfer-encoding" | "content-length" | "upgrade"
+                "connection" | "transfer-encoding" | "content-length" | "upgrade"
             ) {
                 continue;
             }
             builder = builder.header(name.as_str(), value.as_str());
         }
-        let host_header = match uri.port_u16() {
-            Some(port) => format!("{}:{port}", uri.host().unwrap_or_default()),
-            None => uri.host().unwrap_or_default().to_string(),
-        };
         let request = builder
             .header(http::header::HOST, host_header)
             .body(Full::new(Bytes::from(body)))
