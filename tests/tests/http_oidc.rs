@@ -203,6 +203,12 @@ async fn every_bad_token_is_denied_with_a_clear_reason() -> Result<()> {
         let token = s.issuer.mint_for(kind, "alice", "it").await?;
         let response = get(&s, "/orders/42", Some(&token)).await?;
         assert_eq!(response.status, 401, "{kind:?}: {}", response.text());
+        // The caller is told where to look, not why: that is for the audit trail.
+        assert!(
+            !response.text().to_ascii_lowercase().contains(expected),
+            "{kind:?}: the reason leaked to the caller: {}",
+            response.text()
+        );
         let record = s
             .gateway
             .audit_for(response.header("x-request-id").unwrap())

@@ -262,14 +262,26 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     }
 }
 
+/// The caller learns the policy reason for a 403 and what was malformed for a
+/// 400 (both about its own request); why a credential failed or which plugin
+/// broke could help an attacker or leak configuration, so those say only
+/// where to look: the audit record under the request ID.
 fn refusal(kind: DenyKind, reason: &str, request_id: &str) -> Response<Body> {
-    let (status, error) = match kind {
-        DenyKind::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-        DenyKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-        DenyKind::Malformed => (StatusCode::BAD_REQUEST, "malformed"),
-        DenyKind::Failed => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    let (status, error, shown) = match kind {
+        DenyKind::Unauthenticated => (
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "authentication failed; the audit record for this request ID says why",
+        ),
+        DenyKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden", reason),
+        DenyKind::Malformed => (StatusCode::BAD_REQUEST, "malformed", reason),
+        DenyKind::Failed => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the gate could not decide this request and denied it; the audit record for this request ID says why",
+        ),
     };
-    json_response(status, error, reason, request_id)
+    json_response(status, error, shown, request_id)
 }
 
 fn json_response(
