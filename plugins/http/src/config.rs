@@ -31,13 +31,13 @@ struct RawConfig {
 impl HttpConfig {
     /// Parses and validates the JSON configuration; the error names the key.
     pub fn parse(json: &str) -> Result<Self, String> {
-        let value: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| format!("invalid http plugin config: {e}"))?;
-        if !value.is_object() {
+        // Parsed straight into the struct (this runs on every call); serde
+        // would also accept a JSON array for a struct, so insist on an object.
+        if !json.trim_start().starts_with('{') {
             return Err("invalid http plugin config: expected a JSON object".to_string());
         }
-        let raw: RawConfig = serde_json::from_value(value)
-            .map_err(|e| format!("invalid http plugin config: {e}"))?;
+        let raw: RawConfig =
+            serde_json::from_str(json).map_err(|e| format!("invalid http plugin config: {e}"))?;
         let mut context_headers: Vec<String> = Vec::with_capacity(raw.context_headers.len());
         for name in raw.context_headers {
             let lower = name.to_ascii_lowercase();
