@@ -6,8 +6,6 @@
 //! NUL and control characters. Nothing is decoded or rewritten; other
 //! percent-escapes are kept exactly as they came.
 
-use std::fmt::Write as _;
-
 /// A request target split into its path and raw query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target<'a> {
@@ -164,17 +162,7 @@ pub fn ancestors(path: &str) -> Vec<&str> {
 /// Quotes a (possibly hostile) path for an error message: escaped, and cut
 /// at 128 characters.
 fn show(s: &str) -> String {
-    const MAX: usize = 128;
-    let mut out = String::from("`");
-    for (n, c) in s.chars().enumerate() {
-        if n == MAX {
-            out.push_str("...");
-            break;
-        }
-        let _ = write!(out, "{}", c.escape_debug());
-    }
-    out.push('`');
-    out
+    intentgate_guest::quote_at(s, 128)
 }
 
 #[cfg(test)]
