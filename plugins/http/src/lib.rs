@@ -3,7 +3,8 @@
 //! * action `Http::Action::"<METHOD>"` (GET/HEAD/OPTIONS in `"read"`,
 //!   POST/PUT/PATCH/DELETE in `"write"`),
 //! * resource `Http::Path::"<path>"` whose parents are every proper prefix,
-//! * context `{ method, path, query, headers }`.
+//! * context `{ method, path, query, headers }`,
+//! * no capability, no binding; GET, HEAD and OPTIONS are replay-safe.
 //!
 //! The pure logic lives in [`config`], [`path`], [`classify`] and [`schema`];
 //! this file only adapts it to the WIT bindings.
@@ -33,6 +34,15 @@ use classify::{ACTION_TYPE, PATH_TYPE, Refusal};
 use config::HttpConfig;
 
 struct HttpConnector;
+
+/// Whether a call with this (already supported) method may be sent upstream
+/// again after an attempt failed before any response reached the caller:
+/// only the safe methods (RFC 9110, section 9.2.1), which are idempotent
+/// too. PUT and DELETE are idempotent by the RFC but change state, and an
+/// upstream may not honour that, so they are not offered for replay.
+fn replay_safe(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "OPTIONS")
+}
 
 fn load_config() -> Result<HttpConfig, String> {
     HttpConfig::parse(&bindings::intentgate::plugin::config::get())
@@ -95,6 +105,8 @@ impl Guest for HttpConnector {
             }],
             binding_annotation: None,
             observe_response: false,
+            capability: None,
+            replay_safe: replay_safe(&classified.method),
         })
     }
 
@@ -108,5 +120,26 @@ impl Guest for HttpConnector {
         Err(ClassifyError::Unsupported(
             "the http connector does not observe responses".to_string(),
         ))
+    }
+
+    fn lookup(_capability: String) -> Result<Call, ClassifyError> {
+        Err(ClassifyError::Unsupported(
+            "the http connector has no capabilities to look up".to_string(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replay_safe;
+
+    #[test]
+    fn only_safe_methods_are_replay_safe() {
+        for m in ["GET", "HEAD", "OPTIONS"] {
+            assert!(replay_safe(m), "{m}");
+        }
+        for m in ["POST", "PUT", "PATCH", "DELETE", "get", ""] {
+            assert!(!replay_safe(m), "{m}");
+        }
     }
 }

@@ -5,7 +5,13 @@
 //!   part of `session` / `name`), parent: its instance;
 //! * action: `read`, `write` or `connect`, decided from the message
 //!   structure (RPC and transaction selector), never from SQL text;
-//! * context: `rpc`, `session`, `sql_kind`, `tables`, `transaction`.
+//! * context: `rpc`, `session`, `sql_kind`, `tables`, `transaction`;
+//! * capability: the session name, for every RPC that runs in a session;
+//! * binding: `database_role` for session creation (forced by `bind`) and
+//!   for every session-scoped RPC (checked by the host against the role the
+//!   session is bound to);
+//! * replay-safe: what Spanner's own service config retries, except a
+//!   single-use Commit.
 //!
 //! Every field this module interprets must occur at most once with the
 //! expected wire type: a repeated singular field is merged or overwritten by
@@ -25,6 +31,8 @@ pub const ACTION_TYPE: &str = "Spanner::Action";
 pub const DATABASE_TYPE: &str = "Spanner::Database";
 /// The Cedar type of the resources' parents.
 pub const INSTANCE_TYPE: &str = "Spanner::Instance";
+/// The only `call.protocol` this connector classifies.
+pub const GRPC: &str = "grpc";
 /// The gRPC service every supported method belongs to.
 pub const SERVICE_PREFIX: &str = "/google.spanner.v1.Spanner/";
 /// Field names `Rpc::field2` / `Rpc::field3` return and `classify` matches.
@@ -33,6 +41,8 @@ const SQL: &str = "sql";
 const TABLE: &str = "table";
 /// Longest `table` accepted into the context, in bytes.
 const MAX_TABLE_BYTES: usize = 1024;
+/// The policy annotation that names a session's database role.
+pub const BINDING_ANNOTATION: &str = "database_role";
 
 /// Why a call was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +122,38 @@ impl Rpc {
             Rpc::PartitionQuery => "PartitionQuery",
             Rpc::PartitionRead => "PartitionRead",
             Rpc::BatchWrite => "BatchWrite",
+        }
+    }
+
+    /// Whether field 1 of the request is a session name: the RPC runs in
+    /// (or on) an existing session, and presents it as a capability.
+    /// Everything except CreateSession, BatchCreateSessions, ListSessions.
+    pub fn session_scoped(self) -> bool {
+        self.field1().0 == Kind::Session
+    }
+
+    /// Whether Spanner's published service config
+    /// (`google/spanner/v1/spanner_grpc_service_config.json`) has clients
+    /// retry this RPC when it fails with UNAVAILABLE: the unary RPCs that
+    /// are idempotent or replay-protected (ExecuteSql and ExecuteBatchDml by
+    /// `seqno`, Commit by its transaction id). The streaming RPCs are not
+    /// among them: clients resume those with resume tokens instead.
+    pub fn retried_by_spanner(self) -> bool {
+        match self {
+            Rpc::CreateSession
+            | Rpc::BatchCreateSessions
+            | Rpc::GetSession
+            | Rpc::DeleteSession
+            | Rpc::ListSessions
+            | Rpc::ExecuteSql
+            | Rpc::ExecuteBatchDml
+            | Rpc::Read
+            | Rpc::BeginTransaction
+            | Rpc::Commit
+            | Rpc::Rollback
+            | Rpc::PartitionQuery
+            | Rpc::PartitionRead => true,
+            Rpc::ExecuteStreamingSql | Rpc::StreamingRead | Rpc::BatchWrite => false,
         }
     }
 
@@ -414,6 +456,16 @@ pub fn sql_kind(sql: &str) -> &'static str {
     }
 }
 
+/// Whether a call may be sent upstream again after an attempt failed before
+/// any response reached the caller: the RPCs Spanner's service config
+/// retries ([`Rpc::retried_by_spanner`]), except a Commit with
+/// `single_use_transaction`. That one is not replay-protected (Spanner:
+/// "mutations can be applied more than once"), as there is no transaction
+/// id to deduplicate it by.
+pub fn replay_safe(rpc: Rpc, transaction: Transaction) -> bool {
+    rpc.retried_by_spanner() && !(rpc == Rpc::Commit && transaction == Transaction::SingleUse)
+}
+
 /// The result of classifying one call, independent of the WIT bindings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classified {
@@ -429,6 +481,19 @@ pub struct Classified {
     pub sql_kind: &'static str,
     /// The `table` of Read, StreamingRead and PartitionRead (when not empty).
     pub tables: Vec<String>,
+    /// The capability the call presents: its session name, for every
+    /// session-scoped RPC ([`Rpc::session_scoped`]); `None` for
+    /// CreateSession, BatchCreateSessions and ListSessions.
+    pub capability: Option<String>,
+    /// [`BINDING_ANNOTATION`] for session creation (then `bind` forces the
+    /// role) and for every call with a capability (then the host checks the
+    /// session's bound role against the permits); `None` for ListSessions.
+    pub binding_annotation: Option<&'static str>,
+    /// Whether the host must show the response to `observe`: session
+    /// creation, which teaches the new sessions' roles.
+    pub observe_response: bool,
+    /// See [`replay_safe`].
+    pub replay_safe: bool,
 }
 
 impl Classified {
@@ -476,7 +541,7 @@ pub(crate) fn read_request<'a>(
     body: &'a [u8],
     reading: Reading,
 ) -> Result<Request<'a>, Refusal> {
-    if protocol != "grpc" {
+    if protocol != GRPC {
         return Err(Refusal::Unsupported(format!(
             "the spanner connector classifies gRPC calls only, not {}",
             names::shown(protocol)
@@ -722,6 +787,12 @@ pub fn classify(
         }
     }
 
+    let creates = matches!(rpc, Rpc::CreateSession | Rpc::BatchCreateSessions);
+    let capability = req
+        .names
+        .session
+        .filter(|_| rpc.session_scoped())
+        .map(str::to_string);
     Ok(Classified {
         rpc,
         action,
@@ -731,6 +802,10 @@ pub fn classify(
         transaction,
         sql_kind,
         tables,
+        binding_annotation: (creates || capability.is_some()).then_some(BINDING_ANNOTATION),
+        capability,
+        observe_response: creates,
+        replay_safe: replay_safe(rpc, transaction),
     })
 }
 
@@ -825,6 +900,43 @@ mod tests {
         assert_eq!(percent_decode("%2"), None);
         assert_eq!(percent_decode("%zz"), None);
         assert_eq!(percent_decode("%ff"), None);
+    }
+
+    #[test]
+    fn session_scoped_rpcs() {
+        for rpc in Rpc::ALL {
+            let expected = !matches!(
+                rpc,
+                Rpc::CreateSession | Rpc::BatchCreateSessions | Rpc::ListSessions
+            );
+            assert_eq!(rpc.session_scoped(), expected, "{rpc:?}");
+        }
+    }
+
+    #[test]
+    fn replay_safety() {
+        let retried = [
+            Rpc::CreateSession,
+            Rpc::BatchCreateSessions,
+            Rpc::GetSession,
+            Rpc::DeleteSession,
+            Rpc::ListSessions,
+            Rpc::ExecuteSql,
+            Rpc::ExecuteBatchDml,
+            Rpc::Read,
+            Rpc::BeginTransaction,
+            Rpc::Commit,
+            Rpc::Rollback,
+            Rpc::PartitionQuery,
+            Rpc::PartitionRead,
+        ];
+        for rpc in Rpc::ALL {
+            assert_eq!(rpc.retried_by_spanner(), retried.contains(&rpc), "{rpc:?}");
+        }
+        assert!(replay_safe(Rpc::Commit, Transaction::Id));
+        assert!(!replay_safe(Rpc::Commit, Transaction::SingleUse));
+        assert!(replay_safe(Rpc::ExecuteSql, Transaction::SingleUse));
+        assert!(!replay_safe(Rpc::StreamingRead, Transaction::None));
     }
 
     #[test]

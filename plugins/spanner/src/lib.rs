@@ -6,7 +6,11 @@
 //!   whose parent is `Spanner::Instance::"projects/p/instances/i"`,
 //! * context `{ rpc, session, sql_kind, tables, transaction }`,
 //! * CreateSession / BatchCreateSessions are bound to the policy's
-//!   `database_role` (forced `creator_role`) and their responses observed.
+//!   `database_role` (forced `creator_role`) and their responses observed,
+//! * every other RPC that names a session presents it as a capability bound
+//!   to that role; `lookup` asks Spanner (GetSession) for a session's role,
+//! * replay-safe: what Spanner's service config retries, except a
+//!   single-use Commit.
 //!
 //! The pure logic lives in [`wire`], [`names`], [`config`], [`classify`],
 //! [`bind`] and [`schema`]; this file only adapts it to the WIT bindings.
@@ -37,11 +41,8 @@ use bindings::exports::intentgate::plugin::connector::{
 use bindings::intentgate::plugin::log::{self, Level};
 use bindings::intentgate::plugin::types::{EntityRef, PluginMetadata};
 
-use classify::{ACTION_TYPE, Action, DATABASE_TYPE, INSTANCE_TYPE, Refusal};
+use classify::{ACTION_TYPE, DATABASE_TYPE, GRPC, INSTANCE_TYPE, Refusal};
 use config::SpannerConfig;
-
-/// The policy annotation that names a session's database role.
-pub const BINDING_ANNOTATION: &str = "database_role";
 
 struct SpannerConnector;
 
@@ -97,7 +98,6 @@ impl Guest for SpannerConnector {
             &call.body,
         )
         .map_err(refusal)?;
-        let connect = c.action == Action::Connect;
         Ok(Classification {
             requests: vec![AuthzRequest {
                 action: entity(ACTION_TYPE, c.action.id()),
@@ -106,8 +106,10 @@ impl Guest for SpannerConnector {
                 resource_parents: vec![entity(INSTANCE_TYPE, &c.instance)],
                 context_json: c.context_json(),
             }],
-            binding_annotation: connect.then(|| BINDING_ANNOTATION.to_string()),
-            observe_response: connect,
+            binding_annotation: c.binding_annotation.map(str::to_string),
+            observe_response: c.observe_response,
+            capability: c.capability,
+            replay_safe: c.replay_safe,
         })
     }
 
@@ -131,7 +133,7 @@ impl Guest for SpannerConnector {
 
     fn observe(call: Call, response: Vec<u8>) -> Result<Observation, ClassifyError> {
         let config = load_config().map_err(ClassifyError::Unsupported)?;
-        let facts = bind::observe(
+        let grants = bind::observe(
             &config,
             &call.protocol,
             &call.method,
@@ -140,6 +142,18 @@ impl Guest for SpannerConnector {
             &response,
         )
         .map_err(refusal)?;
-        Ok(Observation { facts })
+        Ok(Observation { grants })
+    }
+
+    fn lookup(capability: String) -> Result<Call, ClassifyError> {
+        let config = load_config().map_err(ClassifyError::Unsupported)?;
+        let call = bind::lookup(&config, &capability).map_err(refusal)?;
+        Ok(Call {
+            protocol: GRPC.to_string(),
+            path: call.method.clone(),
+            method: call.method,
+            headers: call.headers,
+            body: call.body,
+        })
     }
 }

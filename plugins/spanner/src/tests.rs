@@ -1,4 +1,4 @@
-//! End-to-end tests of classify, bind and observe on real messages, built
+//! End-to-end tests of classify, bind, observe and lookup on real messages, built
 //! and decoded with the prost types of a published crate
 //! (`googleapis-tonic-google-spanner-v1`, a dev-dependency only).
 
@@ -9,7 +9,7 @@ use prost::Message;
 use serde_json::{Value, json};
 
 use crate::bind;
-use crate::classify::{Action, Classified, Refusal, Transaction, classify};
+use crate::classify::{Action, Classified, Refusal, Rpc, Transaction, classify};
 use crate::config::SpannerConfig;
 
 const INSTANCE: &str = "projects/p/instances/i";
@@ -424,6 +424,7 @@ fn session_rpcs() {
         },
     );
     assert_eq!((c.action, c.session.as_str()), (Action::Connect, ""));
+    assert_eq!(c.capability, None);
     let c = ok(
         "BatchCreateSessions",
         &pb::BatchCreateSessionsRequest {
@@ -442,6 +443,9 @@ fn session_rpcs() {
         },
     );
     assert_eq!((c.action, c.database.as_str()), (Action::Read, DB));
+    // ListSessions shows session names of every principal, but a name is
+    // only usable under the role it is bound to.
+    assert_eq!((c.capability, c.binding_annotation), (None, None));
     for rpc in ["GetSession", "DeleteSession"] {
         let body = pb::GetSessionRequest {
             name: SESSION.into(),
@@ -449,6 +453,8 @@ fn session_rpcs() {
         .encode_to_vec();
         let c = run(rpc, &body).unwrap();
         assert_eq!((c.action, c.session.as_str()), (Action::Read, SESSION));
+        assert_eq!(c.capability.as_deref(), Some(SESSION));
+        assert_eq!(c.binding_annotation, Some("database_role"));
     }
 }
 
@@ -848,7 +854,7 @@ fn bind_forces_creator_role_on_create_session() {
         .encode_to_vec();
         assert_eq!(
             observe_call("CreateSession", &body, &response).unwrap(),
-            facts(&[("session", SESSION), ("creator_role", "orders_reader")])
+            grants(&[(SESSION, "orders_reader")])
         );
     }
 }
@@ -970,7 +976,7 @@ fn bind_refuses_conflicts_and_bad_calls() {
     ));
 }
 
-fn facts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+fn grants(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -997,7 +1003,7 @@ fn observe_learns_sessions_and_roles() {
     .encode_to_vec();
     assert_eq!(
         observe_call("CreateSession", &request, &response).unwrap(),
-        facts(&[("session", SESSION), ("creator_role", "orders_reader")])
+        grants(&[(SESSION, "orders_reader")])
     );
     // Upstream did not echo the role.
     let bare = pb::Session {
@@ -1007,7 +1013,7 @@ fn observe_learns_sessions_and_roles() {
     .encode_to_vec();
     assert_eq!(
         observe_call("CreateSession", &request, &bare).unwrap(),
-        facts(&[("session", SESSION), ("creator_role", "")])
+        grants(&[(SESSION, "")])
     );
 
     let batch_request = pb::BatchCreateSessionsRequest {
@@ -1030,17 +1036,21 @@ fn observe_learns_sessions_and_roles() {
     let c = format!("{DB}/sessions/c");
     assert_eq!(
         observe_call("BatchCreateSessions", &batch_request, &response).unwrap(),
-        facts(&[
-            ("session", &a),
-            ("session", &b),
-            ("session", &c),
-            ("creator_role", "w")
-        ])
+        grants(&[(&a, "w"), (&b, "w"), (&c, "w")])
+    );
+    // Upstream did not echo the role: every grant has "".
+    let response = pb::BatchCreateSessionsResponse {
+        session: vec![session("a", ""), session("b", "")],
+    }
+    .encode_to_vec();
+    assert_eq!(
+        observe_call("BatchCreateSessions", &batch_request, &response).unwrap(),
+        grants(&[(&a, ""), (&b, "")])
     );
     let empty = pb::BatchCreateSessionsResponse { session: vec![] }.encode_to_vec();
     assert_eq!(
         observe_call("BatchCreateSessions", &batch_request, &empty).unwrap(),
-        facts(&[("creator_role", "")])
+        grants(&[])
     );
 }
 
@@ -1113,6 +1123,281 @@ fn observe_validates_what_upstream_returned() {
         observe_call("ExecuteSql", &sql, &[]),
         Err(Refusal::Unsupported(_))
     ));
+}
+
+#[test]
+fn observe_caps_the_grants() {
+    let request = pb::BatchCreateSessionsRequest {
+        database: DB.into(),
+        session_template: None,
+        session_count: 100,
+    }
+    .encode_to_vec();
+    let response = |n: usize| {
+        pb::BatchCreateSessionsResponse {
+            session: (0..n)
+                .map(|i| pb::Session {
+                    name: format!("{DB}/sessions/s{i}"),
+                    creator_role: "r".into(),
+                    ..Default::default()
+                })
+                .collect(),
+        }
+        .encode_to_vec()
+    };
+    let ok = observe_call("BatchCreateSessions", &request, &response(bind::MAX_GRANTS)).unwrap();
+    assert_eq!(ok.len(), bind::MAX_GRANTS);
+    assert!(matches!(
+        observe_call("BatchCreateSessions", &request, &response(bind::MAX_GRANTS + 1)),
+        Err(Refusal::Malformed(m)) if m.contains("more than 1000 sessions")
+    ));
+}
+
+/// A minimal valid first message for `rpc`: field 1 only.
+fn minimal(rpc: Rpc) -> Vec<u8> {
+    let name = if rpc.session_scoped() { SESSION } else { DB };
+    let mut body = Vec::new();
+    crate::wire::put_bytes(&mut body, 1, name.as_bytes());
+    body
+}
+
+#[test]
+fn session_scoped_rpcs_present_their_session_as_a_capability() {
+    for rpc in Rpc::ALL {
+        let c = run(rpc.name(), &minimal(rpc)).unwrap_or_else(|e| panic!("{rpc:?}: {e:?}"));
+        match rpc {
+            Rpc::CreateSession | Rpc::BatchCreateSessions => {
+                assert_eq!(c.capability, None, "{rpc:?}");
+                assert_eq!(c.binding_annotation, Some("database_role"), "{rpc:?}");
+                assert!(c.observe_response, "{rpc:?}");
+            }
+            Rpc::ListSessions => {
+                assert_eq!(c.capability, None);
+                assert_eq!(c.binding_annotation, None);
+                assert!(!c.observe_response);
+            }
+            _ => {
+                assert_eq!(c.capability.as_deref(), Some(SESSION), "{rpc:?}");
+                assert_eq!(c.binding_annotation, Some("database_role"), "{rpc:?}");
+                assert!(!c.observe_response, "{rpc:?}");
+            }
+        }
+    }
+    // The capability is the session name exactly as sent.
+    let other = "projects/q/instances/j/databases/x/sessions/AbC-_9";
+    let body = pb::ExecuteSqlRequest {
+        session: other.into(),
+        sql: "SELECT 1".into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    assert_eq!(
+        run("ExecuteSql", &body).unwrap().capability.as_deref(),
+        Some(other)
+    );
+}
+
+#[test]
+fn replay_safety_per_rpc() {
+    for rpc in Rpc::ALL {
+        let expected = !matches!(
+            rpc,
+            Rpc::ExecuteStreamingSql | Rpc::StreamingRead | Rpc::BatchWrite
+        );
+        let c = run(rpc.name(), &minimal(rpc)).unwrap();
+        assert_eq!(c.replay_safe, expected, "{rpc:?}");
+    }
+    // Commit: replay-protected by its transaction id, not when single-use.
+    for (transaction, expected) in [
+        (
+            Some(pb::commit_request::Transaction::TransactionId(vec![1, 2])),
+            true,
+        ),
+        (
+            Some(pb::commit_request::Transaction::SingleUseTransaction(
+                read_write(),
+            )),
+            false,
+        ),
+    ] {
+        let c = ok(
+            "Commit",
+            &pb::CommitRequest {
+                session: SESSION.into(),
+                transaction,
+                ..Default::default()
+            },
+        );
+        assert_eq!(c.replay_safe, expected, "{:?}", c.transaction);
+    }
+    // The selector does not matter elsewhere (ExecuteSql is protected by
+    // `seqno`, an inline `begin` only starts another transaction).
+    for (name, transaction, ..) in selector_cases() {
+        for rpc in ["ExecuteSql", "ExecuteStreamingSql"] {
+            let c = ok(
+                rpc,
+                &pb::ExecuteSqlRequest {
+                    session: SESSION.into(),
+                    transaction: transaction.clone(),
+                    sql: "UPDATE t SET a = 1 WHERE true".into(),
+                    seqno: 1,
+                    ..Default::default()
+                },
+            );
+            assert_eq!(c.replay_safe, rpc == "ExecuteSql", "{rpc} {name}");
+        }
+    }
+}
+
+fn session_msg(name: &str, role: &str) -> Vec<u8> {
+    pb::Session {
+        name: name.into(),
+        creator_role: role.into(),
+        multiplexed: false,
+        approximate_last_use_time: Some(prost_types::Timestamp {
+            seconds: 5,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn observe_reads_the_lookup_response() {
+    let lookup = bind::lookup(&config(), SESSION).unwrap();
+    let get = |response: &[u8]| {
+        bind::observe(
+            &config(),
+            "grpc",
+            &lookup.method,
+            &lookup.method,
+            &lookup.body,
+            response,
+        )
+    };
+    assert_eq!(
+        get(&session_msg(SESSION, "orders_reader")).unwrap(),
+        grants(&[(SESSION, "orders_reader")])
+    );
+    // No role known: "" (the host denies on a lookup).
+    assert_eq!(
+        get(&session_msg(SESSION, "")).unwrap(),
+        grants(&[(SESSION, "")])
+    );
+    assert_eq!(
+        get(&[]),
+        Err(Refusal::Malformed(format!(
+            "upstream answered GetSession {SESSION:?} with session \"\""
+        )))
+    );
+    for name in [
+        // Another session of the same database, or of another database.
+        format!("{DB}/sessions/s2"),
+        "projects/p/instances/i/databases/e/sessions/s1".to_string(),
+        format!("{OTHER_DB}/sessions/s1"),
+        // Not exactly the requested name.
+        format!("{SESSION}x"),
+        format!("{SESSION}/"),
+        SESSION.to_uppercase(),
+        DB.to_string(),
+    ] {
+        assert!(
+            matches!(get(&session_msg(&name, "r")), Err(Refusal::Malformed(m)) if m.contains("upstream answered GetSession")),
+            "{name}"
+        );
+    }
+    // An invalid role, a repeated name, bytes that are not a message.
+    assert!(matches!(
+        get(&session_msg(SESSION, "bad role")),
+        Err(Refusal::Malformed(m)) if m.contains("not a valid role name")
+    ));
+    let mut twice = session_msg(SESSION, "r");
+    crate::wire::put_bytes(&mut twice, 1, SESSION.as_bytes());
+    assert!(matches!(get(&twice), Err(Refusal::Malformed(_))));
+    assert!(matches!(
+        get(&[0x0a, 0x10, b'x']),
+        Err(Refusal::Malformed(_))
+    ));
+    // A GetSession for a database outside the configured instances.
+    let outside = pb::GetSessionRequest {
+        name: format!("{OTHER_DB}/sessions/s1"),
+    }
+    .encode_to_vec();
+    assert!(matches!(
+        observe_call("GetSession", &outside, &session_msg(&format!("{OTHER_DB}/sessions/s1"), "r")),
+        Err(Refusal::Malformed(m)) if m.contains("not in a configured instance")
+    ));
+}
+
+#[test]
+fn lookup_builds_a_get_session_call() {
+    let call = bind::lookup(&config(), SESSION).unwrap();
+    assert_eq!(call.method, "/google.spanner.v1.Spanner/GetSession");
+    assert_eq!(
+        call.headers,
+        vec![
+            ("google-cloud-resource-prefix".to_string(), DB.to_string()),
+            (
+                "x-goog-request-params".to_string(),
+                format!("name={SESSION}")
+            ),
+        ]
+    );
+    let request = pb::GetSessionRequest::decode(call.body.as_slice()).unwrap();
+    assert_eq!(request.name, SESSION);
+    assert_eq!(request.encode_to_vec(), call.body);
+    // This connector would pass the call itself: same session, same
+    // capability, routing headers agree.
+    let headers: Vec<(&str, &str)> = call
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let c = run_with("GetSession", &headers, &call.body).unwrap();
+    assert_eq!(
+        (c.action, c.capability.as_deref(), c.database.as_str()),
+        (Action::Read, Some(SESSION), DB)
+    );
+    // The second configured instance.
+    let other = "projects/q/instances/j/databases/x/sessions/Z";
+    let call = bind::lookup(&config(), other).unwrap();
+    assert_eq!(
+        pb::GetSessionRequest::decode(call.body.as_slice())
+            .unwrap()
+            .name,
+        other
+    );
+}
+
+#[test]
+fn lookup_refuses_bad_capabilities() {
+    for capability in [
+        "",
+        DB,
+        INSTANCE,
+        "projects/p/instances/i/databases/d/sessions/",
+        "projects/p/instances/i/databases/d/sessions/s/x",
+        "projects/p/instances/i/databases/d/sessions/a.b",
+        "projects/p/instances/i/databases/../sessions/s",
+        "/projects/p/instances/i/databases/d/sessions/s",
+        "projects/p/instances/i/databases/d/sessions/s%2f",
+        "projects/p/instances/i/databases/d/sessions/s\n",
+    ] {
+        assert!(
+            matches!(
+                bind::lookup(&config(), capability),
+                Err(Refusal::Malformed(m)) if m.contains("is not a valid session name")
+            ),
+            "{capability:?}"
+        );
+    }
+    assert_eq!(
+        bind::lookup(&config(), &format!("{OTHER_DB}/sessions/s1")),
+        Err(Refusal::Malformed(format!(
+            "capability: database {OTHER_DB:?} is not in a configured instance"
+        )))
+    );
 }
 
 #[test]
