@@ -68,11 +68,27 @@ pub struct AuditRecord {
     /// The upstream's status, when forwarded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_status: Option<u16>,
+    /// The gRPC status the call ended with (upstream's, or the gate's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<i32>,
+    /// Whether the connector said the call may be replayed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replay_safe: bool,
+    /// Upstream attempts beyond the first (retries).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retries: u32,
+    /// Whether upstream was asked what a capability is bound to.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub capability_lookup: bool,
     /// Time from accept to response head, in microseconds.
     pub latency_us: u64,
     /// Set when a field was cut to [`MAX_FIELD_BYTES`].
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One authorization question and its answer.
@@ -213,6 +229,35 @@ impl AuditSink {
         if let Err(lost) = self.tx.send(record).await {
             // The writer is gone (shutdown): write it ourselves.
             println!("{}", lost.0.to_json_line());
+        }
+    }
+}
+
+impl AuditSink {
+    /// Queues a record from code that cannot wait (a response body's end):
+    /// straight into the queue when there is room, else from a task that
+    /// waits for room. Nothing is dropped.
+    pub fn record_detached(&self, mut record: AuditRecord) {
+        record.cap_fields();
+        match self.tx.try_send(record) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(record)) => {
+                let tx = self.tx.clone();
+                let waiting = async move {
+                    if let Err(lost) = tx.send(record).await {
+                        println!("{}", lost.0.to_json_line());
+                    }
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(handle) => {
+                        handle.spawn(waiting);
+                    }
+                    Err(_) => tracing::error!("audit record lost: no runtime to queue it from"),
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(record)) => {
+                println!("{}", record.to_json_line());
+            }
         }
     }
 }

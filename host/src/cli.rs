@@ -27,6 +27,15 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The worker threads `run` asks for in its config (`runtime.worker_threads`);
+/// read before the runtime starts, so errors are left for `run` to report.
+pub fn worker_threads(cli: &Cli) -> Option<usize> {
+    match &cli.command {
+        Command::Run { config } => Config::load(config).ok()?.runtime.worker_threads,
+        _ => None,
+    }
+}
+
 /// Log formats.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {

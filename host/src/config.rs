@@ -67,6 +67,18 @@ struct RawConfig {
     #[serde(default)]
     identity_cache: IdentityCacheConfig,
     admin: Option<RawAdmin>,
+    #[serde(default)]
+    runtime: RuntimeConfig,
+}
+
+/// How the process runs its async work.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Worker threads for request handling; 1 runs everything on one
+    /// thread (the fastest shape on small machines where the proxy shares
+    /// cores with its callers), unset means one per CPU.
+    pub worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +167,10 @@ struct RawListener {
     upstream: Spanned<String>,
     upstream_credential: Option<Spanned<RawUpstreamCredential>>,
     tls: Option<RawTls>,
+    upstream_connections: Option<Spanned<usize>>,
+    upstream_ca: Option<Spanned<String>>,
+    max_message_bytes: Option<Spanned<usize>>,
+    max_capabilities: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,9 +268,44 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 and HTTP/2 reverse proxy.
+    Http,
+    /// gRPC over HTTP/2, forwarded as raw bytes.
+    Grpc,
+}
+
+/// gRPC listener settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcListenerConfig {
+    /// HTTP/2 connections to the upstream (calls are spread over them).
+    pub upstream_connections: usize,
+    /// Extra CA (PEM) trusted for an `https://` upstream.
+    pub upstream_ca: Option<PathBuf>,
+    /// Largest request message accepted.
+    pub max_message_bytes: usize,
+    /// Most capabilities (e.g. sessions) remembered; beyond that, upstream
+    /// is asked again.
+    pub max_capabilities: usize,
+}
+
+/// Default gRPC upstream connections: Spanner suggests a channel per 100
+/// concurrent calls.
+pub const DEFAULT_UPSTREAM_CONNECTIONS: usize = 4;
+/// Default largest gRPC request message: 4 MiB, gRPC's own default.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// Default capability cache size.
+pub const DEFAULT_MAX_CAPABILITIES: usize = 100_000;
+
 /// A validated listener.
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
+    /// What it speaks.
+    pub protocol: Protocol,
+    /// gRPC settings (`protocol = "grpc"` only).
+    pub grpc: Option<GrpcListenerConfig>,
     /// Name, used in audit records and `context.gate.listener`.
     pub name: String,
     /// Address to bind.
@@ -305,6 +356,8 @@ pub struct Config {
     pub identity_cache: IdentityCacheConfig,
     /// Where `/healthz` and `/readyz` are served, if anywhere.
     pub admin_bind: Option<SocketAddr>,
+    /// Async runtime settings.
+    pub runtime: RuntimeConfig,
 }
 
 struct Checker<'a> {
@@ -459,6 +512,15 @@ impl Config {
                     None
                 }
             });
+        if raw.runtime.worker_threads == Some(0) {
+            check.errors.push(ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                message: "`runtime.worker_threads` must be at least 1 (or unset for one per CPU)"
+                    .into(),
+            });
+        }
         if !check.errors.is_empty() {
             return Err(check.errors);
         }
@@ -472,6 +534,7 @@ impl Config {
             policy,
             listeners,
             identity_cache: raw.identity_cache,
+            runtime: raw.runtime,
         })
     }
 }
@@ -532,15 +595,18 @@ fn listener(
     connectors: &[PluginConfig],
 ) -> Option<ListenerConfig> {
     let before = check.errors.len();
-    if l.protocol.get_ref() != "http" {
-        check.at(
-            l.protocol.span(),
-            format!(
-                "protocol `{}` is not supported here; use `http`",
-                l.protocol.get_ref()
-            ),
-        );
-    }
+    let protocol = match l.protocol.get_ref().as_str() {
+        "http" => Protocol::Http,
+        "grpc" => Protocol::Grpc,
+        other => {
+            check.at(
+                l.protocol.span(),
+                format!("protocol `{other}` is not supported; use `http` or `grpc`"),
+            );
+            Protocol::Http
+        }
+    };
+    let grpc = grpc_settings(check, dir, &l, protocol);
     let bind = l.bind.get_ref().parse::<SocketAddr>().map_err(|e| {
         check.at(
             l.bind.span(),
@@ -621,6 +687,8 @@ fn listener(
         _ => None,
     };
     Some(ListenerConfig {
+        protocol,
+        grpc,
         name: l.name.into_inner(),
         bind: bind.ok()?,
         identity: l.identity.into_inner(),
@@ -629,6 +697,100 @@ fn listener(
         upstream: upstream?,
         upstream_credential,
         tls,
+    })
+}
+
+/// The gRPC-only keys: checked for range on gRPC listeners, refused on
+/// others so a misplaced key is not silently ignored.
+fn grpc_settings(
+    check: &mut Checker<'_>,
+    dir: &Path,
+    l: &RawListener,
+    protocol: Protocol,
+) -> Option<GrpcListenerConfig> {
+    let keys = [
+        (
+            "upstream_connections",
+            l.upstream_connections.as_ref().map(Spanned::span),
+        ),
+        ("upstream_ca", l.upstream_ca.as_ref().map(Spanned::span)),
+        (
+            "max_message_bytes",
+            l.max_message_bytes.as_ref().map(Spanned::span),
+        ),
+        (
+            "max_capabilities",
+            l.max_capabilities.as_ref().map(Spanned::span),
+        ),
+    ];
+    if protocol != Protocol::Grpc {
+        for (key, span) in keys {
+            if let Some(span) = span {
+                check.at(
+                    span,
+                    format!("`{key}` applies to `protocol = \"grpc\"` listeners only"),
+                );
+            }
+        }
+        return None;
+    }
+    let mut ranged = |value: &Option<Spanned<usize>>,
+                      key: &str,
+                      default: usize,
+                      range: std::ops::RangeInclusive<usize>| {
+        match value {
+            None => default,
+            Some(v) if range.contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                check.at(
+                    v.span(),
+                    format!("`{key}` must be within {}..={}", range.start(), range.end()),
+                );
+                default
+            }
+        }
+    };
+    let upstream_connections = ranged(
+        &l.upstream_connections,
+        "upstream_connections",
+        DEFAULT_UPSTREAM_CONNECTIONS,
+        1..=64,
+    );
+    let max_message_bytes = ranged(
+        &l.max_message_bytes,
+        "max_message_bytes",
+        DEFAULT_MAX_MESSAGE_BYTES,
+        1..=(64 << 20),
+    );
+    let max_capabilities = ranged(
+        &l.max_capabilities,
+        "max_capabilities",
+        DEFAULT_MAX_CAPABILITIES,
+        16..=10_000_000,
+    );
+    let upstream_ca = l.upstream_ca.as_ref().map(|ca| {
+        let path = dir.join(ca.get_ref());
+        if !path.is_file() {
+            check.at(
+                ca.span(),
+                format!("upstream CA file `{}` does not exist", path.display()),
+            );
+        }
+        path
+    });
+    if let Ok(uri) = l.upstream.get_ref().parse::<http::Uri>()
+        && !matches!(uri.path(), "" | "/")
+    {
+        check.at(
+            l.upstream.span(),
+            "a gRPC upstream is a scheme and an address only (`http://host:port` for h2c, `https://host:port` for TLS); gRPC paths name the method",
+        );
+    }
+    Some(GrpcListenerConfig {
+        upstream_connections,
+        upstream_ca,
+        max_message_bytes,
+        max_capabilities,
     })
 }
 

@@ -5,12 +5,15 @@
 //! audit record; nothing here forwards anything.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
 use crate::audit::{AuditQuestion, AuditRecord};
+use crate::capability::{CapabilityCache, fingerprint};
 use crate::clock;
 use crate::identity_cache::{IdentityCache, digest};
 use crate::model::{GateFacts, Identity};
@@ -29,6 +32,9 @@ pub enum DenyKind {
     Malformed,
     /// A plugin failed: trap, timeout, limit, unreachable dependency (HTTP 503).
     Failed,
+    /// The capability the call presents does not exist upstream (HTTP 404),
+    /// e.g. a deleted session: the client should drop it and make a new one.
+    NotFound,
 }
 
 /// The outcome of the pipeline.
@@ -38,6 +44,11 @@ pub enum Verdict {
     Allow {
         /// Changes to the upstream request, when the call needs a backend identity.
         binding: Option<Binding>,
+        /// The backend identity the call was bound to (`bind`) or checked
+        /// against (a capability), e.g. the database role.
+        bound_to: Option<String>,
+        /// Show the connector the response (`observe`).
+        observe_response: bool,
     },
     /// Do not forward.
     Deny {
@@ -62,6 +73,33 @@ pub struct Attempt<'a> {
     pub call: &'a CallInput,
 }
 
+/// What upstream said when asked about a capability.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupAnswer {
+    /// The response message, for the connector's `observe`.
+    Found(Vec<u8>),
+    /// Upstream does not know it; the message is upstream's.
+    NotFound(String),
+}
+
+/// A boxed future, so the lookup can be a trait object.
+pub type LookupFuture<'a> = Pin<Box<dyn Future<Output = Result<LookupAnswer, String>> + Send + 'a>>;
+
+/// Sends a connector's lookup call upstream with the listener's own
+/// upstream credential (never the caller's).
+pub trait CapabilityLookup: Send + Sync {
+    /// Sends `call` upstream and returns its one response message.
+    fn lookup<'a>(&'a self, call: &'a CallInput, request_id: &'a str) -> LookupFuture<'a>;
+}
+
+/// Where a listener keeps capabilities and how it asks upstream about them.
+pub struct Capabilities {
+    /// Learned bindings.
+    pub cache: Arc<CapabilityCache>,
+    /// Upstream, for capabilities this replica has not seen.
+    pub upstream: Arc<dyn CapabilityLookup>,
+}
+
 /// The pipeline for one listener.
 pub struct Gate {
     listener: String,
@@ -71,6 +109,7 @@ pub struct Gate {
     trust: Arc<ArcSwap<TrustAnchors>>,
     cache: Arc<IdentityCache>,
     scheme: String,
+    capabilities: Option<Capabilities>,
 }
 
 impl Gate {
@@ -92,7 +131,45 @@ impl Gate {
             trust,
             cache,
             scheme: scheme.to_ascii_lowercase(),
+            capabilities: None,
         }
+    }
+
+    /// Lets the gate check capabilities (e.g. sessions) against their
+    /// bound values; without this, calls presenting one are denied.
+    #[must_use]
+    pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = Some(capabilities);
+        self
+    }
+
+    /// The connector this gate classifies with.
+    pub fn connector(&self) -> &Arc<ConnectorPlugin> {
+        &self.connector
+    }
+
+    /// Records what a response taught: capabilities and their bound values
+    /// (an empty value means `bound_to`, the value the call was bound to).
+    /// Returns how many were recorded.
+    pub fn learn(&self, grants: &[(String, String)], bound_to: Option<&str>) -> usize {
+        let Some(caps) = &self.capabilities else {
+            return 0;
+        };
+        let now = clock::now_unix();
+        let mut learned = 0;
+        for (capability, value) in grants {
+            let value = if value.is_empty() {
+                match bound_to {
+                    Some(v) => v,
+                    None => continue,
+                }
+            } else {
+                value.as_str()
+            };
+            caps.cache.insert(capability, value, now);
+            learned += 1;
+        }
+        learned
     }
 
     /// The listener's name.
@@ -174,7 +251,10 @@ impl Gate {
                 Err(e) => return deny(record, DenyKind::Unauthenticated, e.to_string()),
             };
         let classification = match self.connector.classify(attempt.call).await {
-            Ok(c) => c,
+            Ok(c) => {
+                record.replay_safe = c.replay_safe;
+                c
+            }
             Err(error) => {
                 return failed(
                     record,
@@ -243,8 +323,20 @@ impl Gate {
             }
         }
         record.policies = all_policies.into_iter().collect();
+        let mut bound_to = None;
         let binding = match &classification.binding_annotation {
             None => None,
+            Some(key) if classification.capability.is_some() => {
+                let capability = classification.capability.as_deref().unwrap_or_default();
+                match self
+                    .check_capability(key, capability, &bindings, attempt.request_id, record)
+                    .await
+                {
+                    Ok(value) => bound_to = Some(value),
+                    Err(verdict) => return verdict,
+                }
+                None
+            }
             Some(key) => {
                 let values: Vec<&String> = bindings.iter().collect();
                 match values.as_slice() {
@@ -259,6 +351,7 @@ impl Gate {
                     }
                     [value] => {
                         record.binding = Some(format!("{key}={value}"));
+                        bound_to = Some((*value).clone());
                         match self.connector.bind(attempt.call, value).await {
                             Ok(binding) => Some(binding),
                             Err(error) => {
@@ -285,7 +378,119 @@ impl Gate {
             Some(b) => format!("allowed by policy {} as {b}", quote_list(&record.policies)),
             None => format!("allowed by policy {}", quote_list(&record.policies)),
         };
-        Verdict::Allow { binding }
+        Verdict::Allow {
+            binding,
+            bound_to,
+            observe_response: classification.observe_response,
+        }
+    }
+
+    /// Allows a call presenting `capability` only when the value it is bound
+    /// to is among `allowed` (the determining permits' annotation values).
+    async fn check_capability(
+        &self,
+        key: &str,
+        capability: &str,
+        allowed: &BTreeSet<String>,
+        request_id: &str,
+        record: &mut AuditRecord,
+    ) -> Result<String, Verdict> {
+        let shown = fingerprint(capability);
+        if allowed.is_empty() {
+            return Err(deny(
+                record,
+                DenyKind::Forbidden,
+                format!(
+                    "no determining policy names a `@{key}`; this call needs an explicit backend identity"
+                ),
+            ));
+        }
+        let Some(caps) = &self.capabilities else {
+            return Err(deny(
+                record,
+                DenyKind::Failed,
+                format!(
+                    "the call presents capability {shown}, and this listener cannot check capabilities"
+                ),
+            ));
+        };
+        let now = clock::now_unix();
+        let value = match caps.cache.get(capability, now) {
+            Some(value) => value,
+            None => {
+                self.look_up(caps, capability, &shown, request_id, record)
+                    .await?
+            }
+        };
+        if allowed.contains(&value) {
+            record.binding = Some(format!("{key}={value}"));
+            Ok(value)
+        } else {
+            let names: Vec<String> = allowed.iter().cloned().collect();
+            Err(deny(
+                record,
+                DenyKind::Forbidden,
+                format!(
+                    "capability {shown} is bound to `{key}={value}`, which the determining policies do not give this principal (they name {})",
+                    quote_list(&names)
+                ),
+            ))
+        }
+    }
+
+    /// Asks upstream what a capability this replica has not seen is bound to.
+    async fn look_up(
+        &self,
+        caps: &Capabilities,
+        capability: &str,
+        shown: &str,
+        request_id: &str,
+        record: &mut AuditRecord,
+    ) -> Result<String, Verdict> {
+        record.capability_lookup = true;
+        let call = self
+            .connector
+            .lookup(capability)
+            .await
+            .map_err(|e| failed(record, DenyKind::Malformed, "capability lookup refused", e))?;
+        let message = match caps.upstream.lookup(&call, request_id).await {
+            Ok(LookupAnswer::Found(message)) => message,
+            Ok(LookupAnswer::NotFound(message)) => {
+                return Err(deny(
+                    record,
+                    DenyKind::NotFound,
+                    format!("capability {shown} is unknown upstream: {message}"),
+                ));
+            }
+            Err(e) => {
+                record.decision = "error";
+                record.reason = format!("capability {shown}: upstream lookup failed: {e}");
+                return Err(Verdict::Deny {
+                    kind: DenyKind::Failed,
+                    reason: record.reason.clone(),
+                });
+            }
+        };
+        let grants = self.connector.observe(&call, &message).await.map_err(|e| {
+            failed(
+                record,
+                DenyKind::Failed,
+                "capability lookup answer refused",
+                e,
+            )
+        })?;
+        self.learn(&grants, None);
+        grants
+            .into_iter()
+            .find(|(c, v)| c == capability && !v.is_empty())
+            .map(|(_, v)| v)
+            .ok_or_else(|| {
+                deny(
+                    record,
+                    DenyKind::Forbidden,
+                    format!("upstream did not say what capability {shown} is bound to, so it cannot be used"),
+                )
+            })
     }
 }
 

@@ -5,6 +5,7 @@
 //! identity, forwarded and audited. See `docs/ARCHITECTURE.md`.
 
 pub mod audit;
+pub mod capability;
 pub mod cli;
 pub mod clock;
 pub mod config;

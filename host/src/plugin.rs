@@ -590,7 +590,15 @@ pub struct Classification {
     pub binding_annotation: Option<String>,
     /// Whether to show the connector the first response message.
     pub observe_response: bool,
+    /// A capability the call presents (e.g. a session name); the host checks
+    /// what it is bound to against the binding annotation.
+    pub capability: Option<String>,
+    /// Whether the call may be sent again after a failure that reached no one.
+    pub replay_safe: bool,
 }
+
+/// Most capability grants one response may teach.
+pub const MAX_GRANTS: usize = 1000;
 
 /// How to bind an allowed call.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -679,10 +687,22 @@ impl ConnectorPlugin {
                 context,
             });
         }
+        if classification.capability.is_some() && classification.binding_annotation.is_none() {
+            return Err(c.invalid(
+                "a classification with a capability but no binding-annotation to check it against",
+            ));
+        }
+        if let Some(capability) = &classification.capability
+            && (capability.is_empty() || capability.len() > 1024)
+        {
+            return Err(c.invalid("a capability must be 1..=1024 bytes"));
+        }
         Ok(Classification {
             requests,
             binding_annotation: classification.binding_annotation,
             observe_response: classification.observe_response,
+            capability: classification.capability,
+            replay_safe: classification.replay_safe,
         })
     }
 
@@ -702,7 +722,8 @@ impl ConnectorPlugin {
         })
     }
 
-    /// Shows the connector the first response message.
+    /// Shows the connector the first response message; returns the
+    /// capabilities it created or described, each with its bound value.
     ///
     /// # Errors
     /// Any [`CallError`].
@@ -714,7 +735,31 @@ impl ConnectorPlugin {
         let call = wit_call(input);
         let response = response.to_vec();
         let answer = connector_call!(self, call_observe(&call, &response))?;
-        Ok(answer.map_err(connector_refusal)?.facts)
+        let grants = answer.map_err(connector_refusal)?.grants;
+        if grants.len() > MAX_GRANTS {
+            return Err(self.caller.invalid(format!(
+                "{} capability grants from one response (at most {MAX_GRANTS})",
+                grants.len()
+            )));
+        }
+        Ok(grants)
+    }
+
+    /// The call that asks upstream what `capability` is bound to.
+    ///
+    /// # Errors
+    /// Any [`CallError`]; the caller must deny.
+    pub async fn lookup(&self, capability: &str) -> Result<CallInput, CallError> {
+        let capability = capability.to_string();
+        let answer = connector_call!(self, call_lookup(&capability))?;
+        let call = answer.map_err(connector_refusal)?;
+        Ok(CallInput {
+            protocol: call.protocol,
+            method: call.method,
+            path: call.path,
+            headers: call.headers,
+            body: call.body,
+        })
     }
 }
 

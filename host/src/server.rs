@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use http::{HeaderName, HeaderValue};
 
 use crate::audit::{AuditOutput, AuditSink};
-use crate::config::{Config, CredentialSource, ListenerConfig};
+use crate::config::{Config, CredentialSource, ListenerConfig, Protocol};
 use crate::gate::Gate;
 use crate::identity_cache::IdentityCache;
 use crate::listener;
@@ -214,29 +214,66 @@ pub async fn run(config: Config) -> Result<(), Vec<String>> {
         };
         let header = HeaderName::from_bytes(l.credential.header.as_bytes())
             .map_err(|e| vec![e.to_string()])?;
-        let proxy = listener::http::HttpProxy::new(
-            gate,
-            header,
-            &l.credential.scheme,
-            l.upstream.clone(),
-            upstream_credential(l).map_err(|e| vec![e])?,
-            audit.clone(),
-            tls.is_some(),
-        )
-        .map_err(|e| vec![e])?;
         let socket = tokio::net::TcpListener::bind(l.bind).await.map_err(|e| {
             vec![format!(
                 "listener `{}`: cannot bind {}: {e}",
                 l.name, l.bind
             )]
         })?;
-        tracing::info!(listener = %l.name, address = %socket.local_addr().map_or(l.bind, |a| a), tls = tls.is_some(), upstream = %l.upstream, "listening");
-        servers.push(tokio::spawn(listener::http::serve(
-            socket,
-            tls,
-            Arc::new(proxy),
-            stop_rx.clone(),
-        )));
+        tracing::info!(listener = %l.name, protocol = ?l.protocol, address = %socket.local_addr().map_or(l.bind, |a| a), tls = tls.is_some(), upstream = %l.upstream, "listening");
+        let upstream_secret = upstream_credential(l).map_err(|e| vec![e])?;
+        let served = match (&l.protocol, &l.grpc) {
+            (Protocol::Grpc, Some(settings)) => {
+                let channels = listener::grpc::Channels::new(
+                    &l.upstream,
+                    settings.upstream_connections,
+                    settings.upstream_ca.as_deref(),
+                )
+                .map_err(|e| vec![format!("listener `{}`: {e}", l.name)])?;
+                let upstream = Arc::new(listener::grpc::Upstream::new(channels, upstream_secret));
+                let proxy = Arc::new(listener::grpc::GrpcProxy::new(
+                    gate,
+                    upstream,
+                    listener::grpc::GrpcSettings {
+                        credential_header: header,
+                        credential_scheme: l.credential.scheme.clone(),
+                        max_message_bytes: settings.max_message_bytes,
+                        tls: tls.is_some(),
+                    },
+                    audit.clone(),
+                    settings.max_capabilities,
+                ));
+                tokio::spawn(listener::serve(
+                    socket,
+                    tls,
+                    move |req, peer| proxy.clone().handle(req, peer),
+                    true,
+                    stop_rx.clone(),
+                ))
+            }
+            _ => {
+                let proxy = Arc::new(
+                    listener::http::HttpProxy::new(
+                        gate,
+                        header,
+                        &l.credential.scheme,
+                        l.upstream.clone(),
+                        upstream_secret,
+                        audit.clone(),
+                        tls.is_some(),
+                    )
+                    .map_err(|e| vec![e])?,
+                );
+                tokio::spawn(listener::serve(
+                    socket,
+                    tls,
+                    move |req, peer| proxy.clone().handle(req, peer),
+                    false,
+                    stop_rx.clone(),
+                ))
+            }
+        };
+        servers.push(served);
     }
     let ready = Arc::new(listener::admin::Readiness::default());
     if let Some(bind) = config.admin_bind {

@@ -16,9 +16,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use hyper_util::rt::TokioExecutor;
 
 use crate::audit::{AuditRecord, AuditSink};
 use crate::clock;
@@ -30,18 +28,6 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 type Body = BoxBody<Bytes, hyper::Error>;
 type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Incoming>;
-
-/// Hop-by-hop headers, never forwarded (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-];
 
 /// One HTTP listener's proxy.
 pub struct HttpProxy {
@@ -116,7 +102,7 @@ impl HttpProxy {
         let credential = req
             .headers_mut()
             .remove(&self.credential_header)
-            .and_then(|v| self.credential_value(&v));
+            .and_then(|v| super::credential_from(&v, &self.credential_scheme));
         req.headers_mut().remove(&REQUEST_ID);
         let call = CallInput {
             protocol: "http".into(),
@@ -146,7 +132,7 @@ impl HttpProxy {
         let verdict = self.gate.decide(&attempt, &mut record).await;
         let response = match verdict {
             Verdict::Deny { kind, reason } => refusal(kind, &reason, &request_id),
-            Verdict::Allow { binding } => {
+            Verdict::Allow { binding, .. } => {
                 if binding.as_ref().is_some_and(|b| !b.append_body.is_empty()) {
                     record.decision = "error";
                     record.reason = "the connector asked to rewrite the body, which the HTTP listener does not do".into();
@@ -159,18 +145,6 @@ impl HttpProxy {
         record.latency_us = started.elapsed().as_micros() as u64;
         self.audit.record(record).await;
         Ok(response)
-    }
-
-    fn credential_value(&self, value: &HeaderValue) -> Option<Vec<u8>> {
-        let bytes = value.as_bytes();
-        if self.credential_scheme.is_empty() {
-            return Some(bytes.to_vec());
-        }
-        let scheme = self.credential_scheme.as_bytes();
-        let rest = bytes.get(scheme.len()..)?;
-        (bytes[..scheme.len()].eq_ignore_ascii_case(scheme) && rest.first() == Some(&b' '))
-            .then(|| rest[1..].trim_ascii().to_vec())
-            .filter(|v| !v.is_empty())
     }
 
     async fn forward(
@@ -197,7 +171,7 @@ impl HttpProxy {
             }
         };
         parts.version = http::Version::HTTP_11;
-        strip_hop_by_hop(&mut parts.headers);
+        super::strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(http::header::HOST);
         if let Ok(value) = HeaderValue::from_str(request_id) {
             parts.headers.insert(REQUEST_ID, value);
@@ -224,7 +198,7 @@ impl HttpProxy {
             Ok(response) => {
                 record.upstream_status = Some(response.status().as_u16());
                 let (mut parts, body) = response.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
+                super::strip_hop_by_hop(&mut parts.headers);
                 if let Ok(value) = HeaderValue::from_str(request_id) {
                     parts.headers.insert(REQUEST_ID, value);
                 }
@@ -245,23 +219,6 @@ impl HttpProxy {
     }
 }
 
-fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    // Headers named in `Connection` are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-}
-
 /// The caller learns the policy reason for a 403 and what was malformed for a
 /// 400 (both about its own request); why a credential failed or which plugin
 /// broke could help an attacker or leak configuration, so those say only
@@ -275,6 +232,7 @@ fn refusal(kind: DenyKind, reason: &str, request_id: &str) -> Response<Body> {
         ),
         DenyKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden", reason),
         DenyKind::Malformed => (StatusCode::BAD_REQUEST, "malformed", reason),
+        DenyKind::NotFound => (StatusCode::NOT_FOUND, "not_found", reason),
         DenyKind::Failed => (
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -306,73 +264,4 @@ fn json_response(
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
-}
-
-/// Serves one listener until `shutdown` turns true, then drains the
-/// connections in flight.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    proxy: Arc<HttpProxy>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
-        let proxy = proxy.clone();
-        let service = hyper::service::service_fn(move |req| proxy.clone().handle(req, peer));
-        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        match &tls {
-            None => {
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
-                    }
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(
-                        std::time::Duration::from_secs(10),
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(tls_stream)) => {
-                            let conn = builder
-                                .serve_connection(TokioIo::new(tls_stream), service)
-                                .into_owned();
-                            if let Err(e) = watcher.watch(conn).await {
-                                tracing::debug!(error = %e, %peer, "connection ended with an error");
-                            }
-                        }
-                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        }
-    }
-    // Drain: let in-flight requests finish, up to 30 seconds.
-    if tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after 30 s of draining; closing them");
-    }
 }
