@@ -41,6 +41,10 @@ pub struct AuditRecord {
     /// The trust anchor that vouched for the principal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trust_anchor: Option<String>,
+    /// Whether the caller sent no credential and the workload's own
+    /// (sidecar, `credential.ambient_file`) was used.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ambient_credential: bool,
     /// Whether the identity came from the cache.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity_cached: Option<bool>,

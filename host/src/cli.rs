@@ -208,6 +208,25 @@ struct ExplainRequest {
     call: ExplainCall,
     #[serde(default = "default_peer")]
     peer: std::net::SocketAddr,
+    /// What capabilities the call may present are bound to (e.g. a Spanner
+    /// session name → its creator role); `explain` never asks upstream.
+    #[serde(default)]
+    capabilities: std::collections::BTreeMap<String, String>,
+}
+
+/// `explain` has no upstream to ask about capabilities.
+struct NoUpstream;
+
+impl crate::gate::CapabilityLookup for NoUpstream {
+    fn lookup<'a>(
+        &'a self,
+        _call: &'a CallInput,
+        _request_id: &'a str,
+    ) -> crate::gate::LookupFuture<'a> {
+        Box::pin(async {
+            Err("explain does not contact upstream; say what the capability is bound to in the request's `capabilities` map".to_string())
+        })
+    }
 }
 
 fn default_peer() -> std::net::SocketAddr {
@@ -234,6 +253,9 @@ struct ExplainCall {
     path: String,
     #[serde(default)]
     headers: Vec<(String, String)>,
+    /// The first message (gRPC: without its 5-byte frame header), base64.
+    #[serde(default)]
+    body_base64: String,
 }
 
 fn default_protocol() -> String {
@@ -294,6 +316,21 @@ async fn explain(path: &Path, request: &Path) -> ExitCode {
         std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(config.trust.clone())),
         std::sync::Arc::new(IdentityCache::new(16)),
     );
+    let capabilities = crate::capability::CapabilityCache::new(16 * (input.capabilities.len() + 1));
+    for (capability, value) in &input.capabilities {
+        capabilities.insert(capability, value, clock::now_unix());
+    }
+    let gate = gate.with_capabilities(crate::gate::Capabilities {
+        cache: std::sync::Arc::new(capabilities),
+        upstream: std::sync::Arc::new(NoUpstream),
+    });
+    let body = match base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        input.call.body_base64.trim(),
+    ) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("`call.body_base64` is not base64: {e}")),
+    };
     let call = CallInput {
         protocol: input.call.protocol,
         method: input.call.method,
@@ -304,7 +341,7 @@ async fn explain(path: &Path, request: &Path) -> ExitCode {
             .into_iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
             .collect(),
-        body: Vec::new(),
+        body,
     };
     let request_id = uuid::Uuid::now_v7().to_string();
     let mut record = AuditRecord {

@@ -201,6 +201,12 @@ pub struct CredentialConfig {
     /// Empty means the whole value is the credential.
     #[serde(default)]
     pub scheme: String,
+    /// Sidecar shape: a file holding this workload's own credential (e.g. a
+    /// projected service-account token), used for callers that send none.
+    /// Only on listeners bound to a loopback address, where every caller is
+    /// the workload itself. Relative to the config file.
+    #[serde(default)]
+    pub ambient_file: Option<PathBuf>,
 }
 
 fn default_credential_header() -> String {
@@ -625,6 +631,23 @@ fn listener(
             format!("no [[connector]] named `{}`", l.connector.get_ref()),
         );
     }
+    let mut credential = l.credential.clone();
+    if let Some(file) = &credential.ambient_file {
+        let resolved = dir.join(file);
+        if bind.as_ref().is_ok_and(|b| !b.ip().is_loopback()) {
+            check.errors.push(ConfigError {
+                file: check.file.to_path_buf(),
+                line: None,
+                column: None,
+                message: format!(
+                    "listener `{}`: `credential.ambient_file` lets callers without a credential act as this workload, so the listener must bind a loopback address (127.0.0.1 or ::1), not {}",
+                    l.name.get_ref(),
+                    l.bind.get_ref()
+                ),
+            });
+        }
+        credential.ambient_file = Some(resolved);
+    }
     if http::HeaderName::from_bytes(l.credential.header.as_bytes()).is_err() {
         check.errors.push(ConfigError {
             file: check.file.to_path_buf(),
@@ -693,7 +716,7 @@ fn listener(
         bind: bind.ok()?,
         identity: l.identity.into_inner(),
         connector: l.connector.into_inner(),
-        credential: l.credential,
+        credential,
         upstream: upstream?,
         upstream_credential,
         tls,

@@ -354,8 +354,15 @@ impl Gate {
                         bound_to = Some((*value).clone());
                         match self.connector.bind(attempt.call, value).await {
                             Ok(binding) => Some(binding),
+                            // A refusal (e.g. the client asked for another role than
+                            // its policy names) is a policy deny; a plugin failure is 503.
                             Err(error) => {
-                                return failed(record, DenyKind::Failed, "binding failed", error);
+                                return failed(
+                                    record,
+                                    DenyKind::Forbidden,
+                                    "binding refused",
+                                    error,
+                                );
                             }
                         }
                     }

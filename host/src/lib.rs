@@ -4,6 +4,7 @@
 //! connector plugin, decided by Cedar policies, bound to an explicit backend
 //! identity, forwarded and audited. See `docs/ARCHITECTURE.md`.
 
+pub mod ambient;
 pub mod audit;
 pub mod capability;
 pub mod cli;

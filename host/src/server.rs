@@ -239,6 +239,11 @@ pub async fn run(config: Config) -> Result<(), Vec<String>> {
                         credential_scheme: l.credential.scheme.clone(),
                         max_message_bytes: settings.max_message_bytes,
                         tls: tls.is_some(),
+                        ambient: l
+                            .credential
+                            .ambient_file
+                            .as_deref()
+                            .map(crate::ambient::AmbientCredential::file),
                     },
                     audit.clone(),
                     settings.max_capabilities,
@@ -262,7 +267,13 @@ pub async fn run(config: Config) -> Result<(), Vec<String>> {
                         audit.clone(),
                         tls.is_some(),
                     )
-                    .map_err(|e| vec![e])?,
+                    .map_err(|e| vec![e])?
+                    .with_ambient(
+                        l.credential
+                            .ambient_file
+                            .as_deref()
+                            .map(crate::ambient::AmbientCredential::file),
+                    ),
                 );
                 tokio::spawn(listener::serve(
                     socket,

@@ -54,6 +54,8 @@ pub struct GrpcSettings {
     pub max_message_bytes: usize,
     /// Whether the listener terminates TLS.
     pub tls: bool,
+    /// The workload's own credential, for callers that send none (sidecar).
+    pub ambient: Option<crate::ambient::AmbientCredential>,
 }
 
 /// One gRPC listener's proxy.
@@ -163,7 +165,12 @@ impl GrpcProxy {
         let credential = parts
             .headers
             .remove(&self.settings.credential_header)
-            .and_then(|v| super::credential_from(&v, &self.settings.credential_scheme));
+            .and_then(|v| super::credential_from(&v, &self.settings.credential_scheme))
+            .or_else(|| {
+                let ambient = self.settings.ambient.as_ref()?.get()?;
+                record.ambient_credential = true;
+                Some(ambient.to_vec())
+            });
         parts.headers.remove(&REQUEST_ID);
         let deadline = parts
             .headers

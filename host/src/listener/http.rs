@@ -39,6 +39,7 @@ pub struct HttpProxy {
     client: UpstreamClient,
     audit: AuditSink,
     tls: bool,
+    ambient: Option<crate::ambient::AmbientCredential>,
 }
 
 impl HttpProxy {
@@ -73,7 +74,16 @@ impl HttpProxy {
             client,
             audit,
             tls,
+            ambient: None,
         })
+    }
+
+    /// Uses the workload's own credential for callers that send none
+    /// (sidecar shape; the config allows it on loopback listeners only).
+    #[must_use]
+    pub fn with_ambient(mut self, ambient: Option<crate::ambient::AmbientCredential>) -> Self {
+        self.ambient = ambient;
+        self
     }
 
     /// Handles one request: decide, forward or refuse, audit.
@@ -102,7 +112,12 @@ impl HttpProxy {
         let credential = req
             .headers_mut()
             .remove(&self.credential_header)
-            .and_then(|v| super::credential_from(&v, &self.credential_scheme));
+            .and_then(|v| super::credential_from(&v, &self.credential_scheme))
+            .or_else(|| {
+                let ambient = self.ambient.as_ref()?.get()?;
+                record.ambient_credential = true;
+                Some(ambient.to_vec())
+            });
         req.headers_mut().remove(&REQUEST_ID);
         let call = CallInput {
             protocol: "http".into(),

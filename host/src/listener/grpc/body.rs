@@ -109,11 +109,16 @@ impl Body for Relayed {
 
 impl Drop for Relayed {
     fn drop(&mut self) {
-        // Dropped before the end: the caller went away (or the server shut
-        // the stream); the record says so rather than going missing.
-        self.finish(Some(
-            "the caller's stream ended before upstream's response did".into(),
-        ));
+        if self.is_end_stream() {
+            // Trailers-only answers are complete before anyone reads them.
+            self.finish(None);
+        } else {
+            // Dropped before the end: the caller went away (or the server
+            // shut the stream); the record says so rather than going missing.
+            self.finish(Some(
+                "the caller's stream ended before upstream's response did".into(),
+            ));
+        }
     }
 }
 
