@@ -114,11 +114,11 @@ def policies_dir(issuer):
 
 
 def _start_gateway(request, name: str, issuer: Issuer, mock: MockSpannerServer,
-                   policies_dir: Path, tls) -> Gateway:
+                   policies_dir: Path, tls, ambient_file: Path | None = None) -> Gateway:
     port, admin_port = free_port(), free_port()
     config, audit = deployment.write_config(
         _RUN_DIR / name, issuer_url=issuer.url, upstream_url=mock.url, port=port,
-        admin_port=admin_port, policies_dir=policies_dir, tls=tls,
+        admin_port=admin_port, policies_dir=policies_dir, tls=tls, ambient_file=ambient_file,
     )
     gateway = Gateway(name, config, admin_port, port, audit,
                       env={deployment.UPSTREAM_TOKEN_ENV: deployment.UPSTREAM_TOKEN})
@@ -142,6 +142,21 @@ def gateway2(request, issuer, mock, policies_dir, pki):
 def sidecar(request, issuer, mock, policies_dir):
     """intentgate's h2c gRPC listener (the sidecar shape: no TLS)."""
     return _start_gateway(request, "sidecar", issuer, mock, policies_dir, None)
+
+
+@pytest.fixture(scope="session")
+def workload_token_file(tokens):
+    """The sidecar's own credential, as a kubelet-projected token file would hold it."""
+    path = _RUN_DIR / "workload-token"
+    path.write_text(tokens(deployment.READER.sub) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sidecar_ambient(request, issuer, mock, policies_dir, workload_token_file):
+    """An h2c sidecar whose callers without a credential act as the workload (READER)."""
+    return _start_gateway(request, "sidecar-ambient", issuer, mock, policies_dir, None,
+                          ambient_file=workload_token_file)
 
 
 @pytest.fixture

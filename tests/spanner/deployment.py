@@ -65,11 +65,13 @@ def toml_string(value: str) -> str:
 
 
 def write_config(folder: Path, *, issuer_url: str, upstream_url: str, port: int, admin_port: int,
-                 policies_dir: Path, tls: TestPki | None) -> tuple[Path, Path]:
+                 policies_dir: Path, tls: TestPki | None,
+                 ambient_file: Path | None = None) -> tuple[Path, Path]:
     """Writes `folder/intentgate.toml` for one gRPC listener; returns (config, audit file).
 
     With `tls`, the listener terminates TLS (the gateway shape the official clients need to send
-    a bearer token); without, it speaks h2c (the sidecar shape).
+    a bearer token); without, it speaks h2c (the sidecar shape). With `ambient_file`, callers
+    that send no credential act as the workload whose token the file holds (sidecar identity).
     """
     folder.mkdir(parents=True, exist_ok=True)
     audit = folder / "audit.jsonl"
@@ -80,6 +82,7 @@ def write_config(folder: Path, *, issuer_url: str, upstream_url: str, port: int,
         if tls
         else ""
     )
+    ambient = f", ambient_file = {toml_string(str(ambient_file))}" if ambient_file else ""
     text = f"""\
 [audit]
 output = {toml_string(str(audit))}
@@ -112,7 +115,7 @@ protocol = "grpc"
 bind = "127.0.0.1:{port}"
 identity = "oidc"
 connector = "spanner"
-credential = {{ header = "authorization", scheme = "Bearer" }}
+credential = {{ header = "authorization", scheme = "Bearer"{ambient} }}
 upstream = {toml_string(upstream_url)}
 upstream_credential = {{ header = "authorization", prefix = "Bearer ", value_env = "{UPSTREAM_TOKEN_ENV}" }}
 {tls_line}"""
