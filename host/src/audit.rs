@@ -229,6 +229,7 @@ impl AuditSink {
 
     /// Queues a record, waiting when the queue is full.
     pub async fn record(&self, mut record: AuditRecord) {
+        crate::metrics::metrics().attempt(&record);
         record.cap_fields();
         if let Err(lost) = self.tx.send(record).await {
             // The writer is gone (shutdown): write it ourselves.
@@ -242,6 +243,7 @@ impl AuditSink {
     /// straight into the queue when there is room, else from a task that
     /// waits for room. Nothing is dropped.
     pub fn record_detached(&self, mut record: AuditRecord) {
+        crate::metrics::metrics().attempt(&record);
         record.cap_fields();
         match self.tx.try_send(record) {
             Ok(()) => {}

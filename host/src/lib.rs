@@ -13,6 +13,7 @@ pub mod config;
 pub mod gate;
 pub mod identity_cache;
 pub mod listener;
+pub mod metrics;
 pub mod model;
 pub mod plugin;
 pub mod policy;

@@ -209,7 +209,7 @@ impl PluginRuntime {
         let probe = Caller::new(&self.engine, spec, None);
         let probe_pre = pre.clone();
         let (metadata, config_check, schema, principal_types) = probe
-            .call(|store| {
+            .call("load", |store| {
                 Box::pin(async move {
                     let instance = probe_pre.instantiate_async(&mut *store).await?;
                     let guest = instance.intentgate_plugin_identity_provider();
@@ -274,7 +274,7 @@ impl PluginRuntime {
         let caller = Caller::new(&self.engine, spec, None);
         let probe_pre = pre.clone();
         let (metadata, config_check, schema) = caller
-            .call(|store| {
+            .call("load", |store| {
                 Box::pin(async move {
                     let instance = probe_pre.instantiate_async(&mut *store).await?;
                     let guest = instance.intentgate_plugin_connector();
@@ -354,7 +354,22 @@ impl Caller {
     }
 
     /// Runs `f` against a fresh store within every limit.
-    async fn call<T, F>(&self, f: F) -> Result<T, CallError>
+    async fn call<T, F>(&self, export: &'static str, f: F) -> Result<T, CallError>
+    where
+        F: for<'a> FnOnce(&'a mut Store<CallState>) -> CallFuture<'a, T>,
+    {
+        let started = Instant::now();
+        let result = self.call_inner(f).await;
+        crate::metrics::metrics().plugin_call(
+            &self.shared.name,
+            export,
+            started.elapsed(),
+            result.is_ok(),
+        );
+        result
+    }
+
+    async fn call_inner<T, F>(&self, f: F) -> Result<T, CallError>
     where
         F: for<'a> FnOnce(&'a mut Store<CallState>) -> CallFuture<'a, T>,
     {
@@ -493,7 +508,7 @@ impl IdentityPlugin {
         let pre = self.pre.clone();
         let answer = self
             .caller
-            .call(|store| {
+            .call("authenticate", |store| {
                 Box::pin(async move {
                     let instance = pre.instantiate_async(&mut *store).await?;
                     instance
@@ -618,7 +633,7 @@ macro_rules! connector_call {
         let pre = $plugin.pre.clone();
         $plugin
             .caller
-            .call(|store| {
+            .call(stringify!($export).trim_start_matches("call_"), |store| {
                 Box::pin(async move {
                     let instance = pre.instantiate_async(&mut *store).await?;
                     instance.intentgate_plugin_connector().$export(&mut *store, $($arg),*).await

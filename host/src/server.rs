@@ -225,6 +225,7 @@ pub async fn run(config: Config) -> Result<(), Vec<String>> {
         let served = match (&l.protocol, &l.grpc) {
             (Protocol::Grpc, Some(settings)) => {
                 let channels = listener::grpc::Channels::new(
+                    &l.name,
                     &l.upstream,
                     settings.upstream_connections,
                     settings.upstream_ca.as_deref(),

@@ -1,5 +1,6 @@
-//! The admin listener: `/healthz` (the process serves) and `/readyz` (every
-//! listener is bound and the policy set is loaded). Bind it to loopback or a
+//! The admin listener: `/healthz` (the process serves), `/readyz` (every
+//! listener is bound and the policy set is loaded) and `/metrics`
+//! (Prometheus text). Bind it to loopback or a
 //! private interface; it carries no secrets but is not for the public.
 
 use std::sync::Arc;
@@ -34,6 +35,15 @@ fn answer(req: &Request<Incoming>, ready: &Readiness) -> Response<Full<Bytes>> {
         "/healthz" => (StatusCode::OK, "ok\n"),
         "/readyz" if ready.get() => (StatusCode::OK, "ready\n"),
         "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/metrics" => {
+            let mut response =
+                Response::new(Full::new(Bytes::from(crate::metrics::metrics().render())));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            return response;
+        }
         _ => (StatusCode::NOT_FOUND, "not found\n"),
     };
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));

@@ -277,6 +277,7 @@ impl OutboundClient {
                 .map_err(|_| OutboundError::Timeout)?
                 .map_err(|e| OutboundError::Unavailable(format!("connect to {addr}: {e}")))?;
             self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::metrics::metrics().plugin_outbound(&self.plugin, &origin.to_string(), "sent");
             let response = if origin.scheme == "https" {
                 let name = ServerName::try_from(origin.host.clone())
                     .map_err(|e| OutboundError::Invalid(format!("bad tls server name: {e}")))?;

@@ -37,6 +37,7 @@ struct Slot {
 
 /// The pool.
 pub struct Channels {
+    listener: String,
     target: Target,
     slots: Vec<Slot>,
     next: AtomicUsize,
@@ -59,7 +60,12 @@ impl Channels {
     ///
     /// # Errors
     /// A bad URL, or roots or a CA file that cannot be loaded.
-    pub fn new(upstream: &http::Uri, size: usize, ca: Option<&Path>) -> Result<Self, String> {
+    pub fn new(
+        listener: &str,
+        upstream: &http::Uri,
+        size: usize,
+        ca: Option<&Path>,
+    ) -> Result<Self, String> {
         let host = upstream
             .host()
             .ok_or_else(|| format!("upstream `{upstream}` has no host"))?;
@@ -83,6 +89,7 @@ impl Channels {
             None
         };
         Ok(Self {
+            listener: listener.to_string(),
             target: Target {
                 authority,
                 scheme,
@@ -166,6 +173,7 @@ impl Channels {
                 )
             })??;
         self.connects.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::metrics().upstream_connect(&self.listener);
         if let Ok(mut current) = slot.current.lock() {
             *current = Some(sender.clone());
         }
