@@ -32,6 +32,9 @@ pub enum DenyKind {
     Malformed,
     /// A plugin failed: trap, timeout, limit, unreachable dependency (HTTP 503).
     Failed,
+    /// A dependency the decision needs is unreachable (e.g. STS or a JWKS
+    /// endpoint): transient, worth retrying later (HTTP 503, gRPC UNAVAILABLE).
+    Unavailable,
     /// The capability the call presents does not exist upstream (HTTP 404),
     /// e.g. a deleted session: the client should drop it and make a new one.
     NotFound,
@@ -216,6 +219,11 @@ impl Gate {
     ) -> Result<(Identity, bool), CallError> {
         let key = digest(&self.identity.info().name, credential);
         if let Some(identity) = self.cache.get(&key, now) {
+            return Ok((identity, true));
+        }
+        let _verifying = self.cache.verify_once(&key).await;
+        if let Some(identity) = self.cache.get(&key, now) {
+            // Another call with this credential verified it while we waited.
             return Ok((identity, true));
         }
         let identity = self.identity.authenticate(&self.scheme, credential).await?;
@@ -473,7 +481,7 @@ impl Gate {
                 record.decision = "error";
                 record.reason = format!("capability {shown}: upstream lookup failed: {e}");
                 return Err(Verdict::Deny {
-                    kind: DenyKind::Failed,
+                    kind: DenyKind::Unavailable,
                     reason: record.reason.clone(),
                 });
             }
@@ -532,7 +540,7 @@ fn failed(
             record.decision = "error";
             record.reason = reason.clone();
             Verdict::Deny {
-                kind: DenyKind::Failed,
+                kind: DenyKind::Unavailable,
                 reason,
             }
         }

@@ -6,8 +6,8 @@
 //! cache never holds a credential itself.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use sha2::{Digest, Sha256};
 
@@ -28,6 +28,9 @@ pub fn digest(provider: &str, credential: &[u8]) -> CredentialDigest {
 /// A bounded map from credential digest to identity.
 pub struct IdentityCache {
     entries: RwLock<HashMap<CredentialDigest, Identity>>,
+    /// Verifications in progress, so concurrent first uses of one credential
+    /// (a client warming its pool) cost the identity provider one call.
+    in_flight: Mutex<HashMap<CredentialDigest, Arc<tokio::sync::Mutex<()>>>>,
     max_entries: usize,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -38,6 +41,7 @@ impl IdentityCache {
     pub fn new(max_entries: usize) -> Self {
         Self {
             entries: RwLock::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
             max_entries: max_entries.max(1),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -76,12 +80,53 @@ impl IdentityCache {
         }
     }
 
+    /// Waits until no other task is verifying `key`, and returns a guard
+    /// that makes the caller the one that does; check the cache again with
+    /// [`Self::get`] after taking it.
+    pub async fn verify_once(&self, key: &CredentialDigest) -> VerifyGuard<'_> {
+        let lock = self
+            .in_flight
+            .lock()
+            .ok()
+            .map(|mut m| m.entry(*key).or_default().clone());
+        let guard = match &lock {
+            Some(l) => Some(l.clone().lock_owned().await),
+            None => None,
+        };
+        VerifyGuard {
+            cache: self,
+            key: *key,
+            _guard: guard,
+        }
+    }
+
     /// `(hits, misses)` so far.
     pub fn stats(&self) -> (u64, u64) {
         (
             self.hits.load(Ordering::Relaxed),
             self.misses.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// Held while one task verifies a credential; others with the same
+/// credential wait for it, then find the identity in the cache.
+pub struct VerifyGuard<'a> {
+    cache: &'a IdentityCache,
+    key: CredentialDigest,
+    _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for VerifyGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.cache.in_flight.lock()
+            && map
+                .get(&self.key)
+                .is_some_and(|l| Arc::strong_count(l) <= 2)
+        {
+            // Only the map and this guard hold it: nobody is waiting.
+            map.remove(&self.key);
+        }
     }
 }
 

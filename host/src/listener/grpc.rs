@@ -494,6 +494,12 @@ impl GrpcProxy {
                 format!("{reason} (request {request_id})"),
             ),
             DenyKind::NotFound => (Code::NotFound, format!("{reason} (request {request_id})")),
+            DenyKind::Unavailable => (
+                Code::Unavailable,
+                format!(
+                    "a service the gate needs to decide this call is unreachable; try again later (request {request_id})"
+                ),
+            ),
             DenyKind::Failed => (
                 Code::Internal,
                 format!(

@@ -248,7 +248,7 @@ fn refusal(kind: DenyKind, reason: &str, request_id: &str) -> Response<Body> {
         DenyKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden", reason),
         DenyKind::Malformed => (StatusCode::BAD_REQUEST, "malformed", reason),
         DenyKind::NotFound => (StatusCode::NOT_FOUND, "not_found", reason),
-        DenyKind::Failed => (
+        DenyKind::Failed | DenyKind::Unavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "the gate could not decide this request and denied it; the audit record for this request ID says why",
