@@ -3,7 +3,7 @@
 //! the workload's credential instead — through the same identity plugin,
 //! trust anchors and policies as any other.
 //!
-//! The file is re-read every few seconds, so rotated tokens (Kubernetes
+//! A file is re-read every few seconds, so rotated tokens (Kubernetes
 //! projected service-account tokens rotate hourly) are picked up without a
 //! restart.
 
@@ -11,27 +11,54 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::aws_token::AwsTokenMinter;
+
 /// How long a read credential is used before the file is read again.
 const REREAD_AFTER: Duration = Duration::from_secs(5);
 
-/// A credential read from a file.
-pub struct AmbientCredential {
-    path: PathBuf,
-    cached: Mutex<Option<(Instant, Arc<Vec<u8>>)>>,
+/// The workload's own credential.
+pub enum AmbientCredential {
+    /// Read from a file (e.g. a projected service-account token).
+    File(FileCredential),
+    /// Minted from the task's AWS credentials (the ECS task role): a signed
+    /// `GetCallerIdentity` for this deployment's audience, re-minted well
+    /// before it or its credentials expire.
+    Aws(Arc<AwsTokenMinter>),
 }
 
 impl AmbientCredential {
     /// Reads from `path` when asked.
     pub fn file(path: &Path) -> Self {
-        Self {
+        Self::File(FileCredential {
             path: path.to_path_buf(),
             cached: Mutex::new(None),
-        }
+        })
     }
 
-    /// The current credential, or `None` when the file is missing or empty
-    /// (the call is then unauthenticated, and the log says why).
-    pub fn get(&self) -> Option<Arc<Vec<u8>>> {
+    /// The current credential, or `None` when there is none (the call is
+    /// then unauthenticated, and the log says why).
+    pub async fn get(&self) -> Option<Arc<Vec<u8>>> {
+        match self {
+            Self::File(file) => file.get(),
+            Self::Aws(minter) => match minter.current().await {
+                Ok(token) => Some(token),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot mint the task's own AWS token");
+                    None
+                }
+            },
+        }
+    }
+}
+
+/// A credential read from a file.
+pub struct FileCredential {
+    path: PathBuf,
+    cached: Mutex<Option<(Instant, Arc<Vec<u8>>)>>,
+}
+
+impl FileCredential {
+    fn get(&self) -> Option<Arc<Vec<u8>>> {
         if let Ok(cached) = self.cached.lock()
             && let Some((read_at, value)) = cached.as_ref()
             && read_at.elapsed() < REREAD_AFTER
@@ -63,21 +90,21 @@ impl AmbientCredential {
 mod tests {
     use super::*;
 
-    #[test]
-    fn reads_trims_and_misses_cleanly() {
+    #[tokio::test]
+    async fn reads_trims_and_misses_cleanly() {
         let dir = std::env::temp_dir().join(format!("intentgate-ambient-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_default();
         let path = dir.join("token");
         std::fs::write(&path, "abc\n").unwrap_or_default();
         let ambient = AmbientCredential::file(&path);
         assert_eq!(
-            ambient.get().as_deref().map(Vec::as_slice),
+            ambient.get().await.as_deref().map(Vec::as_slice),
             Some(&b"abc"[..])
         );
         let missing = AmbientCredential::file(&dir.join("nope"));
-        assert!(missing.get().is_none());
+        assert!(missing.get().await.is_none());
         std::fs::write(&path, "  \n").unwrap_or_default();
-        assert!(AmbientCredential::file(&path).get().is_none());
+        assert!(AmbientCredential::file(&path).get().await.is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

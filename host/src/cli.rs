@@ -69,11 +69,40 @@ pub enum Command {
         #[arg(long)]
         request: PathBuf,
     },
+    /// Mint a workload token for the caller's own identity, for apps and scripts.
+    Token {
+        /// Which kind of token.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Policy tooling.
     Policy {
         /// What to do with policies.
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+}
+
+/// Token subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// A signed `sts:GetCallerIdentity` request from the ambient AWS credentials (environment,
+    /// profile, web identity, ECS task role, EC2 instance role), bound to one intentgate
+    /// deployment's audience. Prints one line: send it as `authorization: Bearer <token>`.
+    /// Valid for 15 minutes; holds no secret key.
+    Aws {
+        /// The deployment's audience (its aws-iam plugin `audience`).
+        #[arg(long)]
+        audience: String,
+        /// STS region (default: from the AWS configuration, else us-east-1).
+        #[arg(long)]
+        region: Option<String>,
+        /// STS host (default: sts.<region>.amazonaws.com).
+        #[arg(long)]
+        sts_host: Option<String>,
+        /// The signed audience header.
+        #[arg(long, default_value = crate::aws_token::DEFAULT_AUDIENCE_HEADER)]
+        audience_header: String,
     },
 }
 
@@ -103,6 +132,32 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Test { config, files },
         } => policy_test(&config, &files).await,
+        Command::Token {
+            command:
+                TokenCommand::Aws {
+                    audience,
+                    region,
+                    sts_host,
+                    audience_header,
+                },
+        } => {
+            let config = crate::aws_token::AwsTokenConfig {
+                audience,
+                audience_header,
+                region,
+                sts_host,
+            };
+            match crate::aws_token::AwsTokenMinter::from_environment(config).await {
+                Ok(minter) => match minter.current().await {
+                    Ok(token) => {
+                        println!("{}", String::from_utf8_lossy(&token));
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                },
+                Err(e) => fail(e),
+            }
+        }
     }
 }
 
@@ -176,7 +231,7 @@ async fn check(path: &Path) -> ExitCode {
         }
     }
     for l in &config.listeners {
-        if let Err(e) = server::upstream_credential(l) {
+        if let Err(e) = server::static_upstream_credential(l) {
             eprintln!("warning: {e} (it must be set when intentgate runs)");
         }
     }

@@ -176,11 +176,21 @@ struct RawListener {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawUpstreamCredential {
-    header: String,
+    header: Option<String>,
     value_env: Option<String>,
     value_file: Option<String>,
     #[serde(default)]
     prefix: String,
+    google: Option<RawGoogleCredential>,
+    aws_token: Option<AwsTokenSettings>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGoogleCredential {
+    credentials_file: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +217,43 @@ pub struct CredentialConfig {
     /// the workload itself. Relative to the config file.
     #[serde(default)]
     pub ambient_file: Option<PathBuf>,
+    /// Sidecar shape on AWS: mint the task's own token (a signed
+    /// `GetCallerIdentity` for this audience) from its ambient AWS
+    /// credentials (the ECS task role), for callers that send none.
+    /// Loopback listeners only, like `ambient_file`.
+    #[serde(default)]
+    pub ambient_aws: Option<AwsTokenSettings>,
+}
+
+/// How to mint an AWS workload token (see `intentgate token aws`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsTokenSettings {
+    /// The verifying deployment's audience (its aws-iam plugin `audience`).
+    pub audience: String,
+    /// The signed audience header (default `x-intentgate-audience`).
+    #[serde(default = "default_aws_audience_header")]
+    pub audience_header: String,
+    /// STS region (default: from the AWS chain, else us-east-1).
+    pub region: Option<String>,
+    /// STS host (default `sts.<region>.amazonaws.com`).
+    pub sts_host: Option<String>,
+}
+
+fn default_aws_audience_header() -> String {
+    crate::aws_token::DEFAULT_AUDIENCE_HEADER.to_string()
+}
+
+impl AwsTokenSettings {
+    /// The minter's config.
+    pub fn minter_config(&self) -> crate::aws_token::AwsTokenConfig {
+        crate::aws_token::AwsTokenConfig {
+            audience: self.audience.clone(),
+            audience_header: self.audience_header.clone(),
+            region: self.region.clone(),
+            sts_host: self.sts_host.clone(),
+        }
+    }
 }
 
 fn default_credential_header() -> String {
@@ -246,13 +293,27 @@ pub struct PluginConfig {
 
 /// The upstream credential the host injects.
 #[derive(Debug, Clone)]
-pub struct UpstreamCredential {
-    /// Header to set.
-    pub header: http::HeaderName,
-    /// Where the value comes from.
-    pub source: CredentialSource,
-    /// Text put before the value (e.g. `Bearer `).
-    pub prefix: String,
+pub enum UpstreamCredential {
+    /// A fixed secret (tests, emulators, API keys).
+    Static {
+        /// Header to set.
+        header: http::HeaderName,
+        /// Where the value comes from.
+        source: CredentialSource,
+        /// Text put before the value (e.g. `Bearer `).
+        prefix: String,
+    },
+    /// A fresh AWS workload token for this task, sent as
+    /// `authorization: Bearer <token>` (a sidecar forwarding to a gateway).
+    AwsToken(AwsTokenSettings),
+    /// Google credentials: application default credentials, or a
+    /// credentials file (service account, workload identity federation).
+    Google {
+        /// A credentials JSON file; `None` means ADC discovery.
+        credentials_file: Option<PathBuf>,
+        /// OAuth scopes; empty means Spanner data access.
+        scopes: Vec<String>,
+    },
 }
 
 /// Where an upstream secret is read from; the secret itself never sits in
@@ -632,19 +693,36 @@ fn listener(
         );
     }
     let mut credential = l.credential.clone();
+    if credential.ambient_file.is_some() && credential.ambient_aws.is_some() {
+        check.at(
+            l.bind.span(),
+            format!(
+                "listener `{}`: `credential` names both `ambient_file` and `ambient_aws`; a workload has one identity, pick one",
+                l.name.get_ref()
+            ),
+        );
+    }
+    if credential.ambient_aws.is_some() && bind.as_ref().is_ok_and(|b| !b.ip().is_loopback()) {
+        check.at(
+            l.bind.span(),
+            format!(
+                "listener `{}`: `credential.ambient_aws` lets callers without a credential act as this task, so the listener must bind a loopback address (127.0.0.1 or ::1), not {}",
+                l.name.get_ref(),
+                l.bind.get_ref()
+            ),
+        );
+    }
     if let Some(file) = &credential.ambient_file {
         let resolved = dir.join(file);
         if bind.as_ref().is_ok_and(|b| !b.ip().is_loopback()) {
-            check.errors.push(ConfigError {
-                file: check.file.to_path_buf(),
-                line: None,
-                column: None,
-                message: format!(
+            check.at(
+                l.bind.span(),
+                format!(
                     "listener `{}`: `credential.ambient_file` lets callers without a credential act as this workload, so the listener must bind a loopback address (127.0.0.1 or ::1), not {}",
                     l.name.get_ref(),
                     l.bind.get_ref()
                 ),
-            });
+            );
         }
         credential.ambient_file = Some(resolved);
     }
@@ -675,25 +753,9 @@ fn listener(
             None
         }
     };
-    let upstream_credential = l.upstream_credential.map(|spanned| {
-        let span = spanned.span();
-        let c = spanned.into_inner();
-        let header = http::HeaderName::from_bytes(c.header.as_bytes()).map_err(|_| {
-            check.at(span.clone(), format!("`{}` is not a header name", c.header));
-        });
-        let source = match (c.value_env, c.value_file) {
-            (Some(env), None) => Some(CredentialSource::Env(env)),
-            (None, Some(file)) => Some(CredentialSource::File(dir.join(file))),
-            _ => {
-                check.at(
-                    span,
-                    "upstream_credential needs exactly one of `value_env` or `value_file`",
-                );
-                None
-            }
-        };
-        (header, source, c.prefix)
-    });
+    let upstream_credential = l
+        .upstream_credential
+        .and_then(|spanned| upstream_credential(check, dir, spanned));
     let tls = l.tls.map(|t| TlsFiles {
         cert: dir.join(t.cert.get_ref()),
         key: dir.join(t.key.get_ref()),
@@ -701,14 +763,6 @@ fn listener(
     if check.errors.len() > before {
         return None;
     }
-    let upstream_credential = match upstream_credential {
-        Some((Ok(header), Some(source), prefix)) => Some(UpstreamCredential {
-            header,
-            source,
-            prefix,
-        }),
-        _ => None,
-    };
     Some(ListenerConfig {
         protocol,
         grpc,
@@ -720,6 +774,86 @@ fn listener(
         upstream: upstream?,
         upstream_credential,
         tls,
+    })
+}
+
+/// `{ header, value_env | value_file, prefix }` or `{ google = { credentials_file?, scopes? } }`.
+fn upstream_credential(
+    check: &mut Checker<'_>,
+    dir: &Path,
+    spanned: Spanned<RawUpstreamCredential>,
+) -> Option<UpstreamCredential> {
+    let span = spanned.span();
+    let c = spanned.into_inner();
+    let kinds = usize::from(c.google.is_some())
+        + usize::from(c.aws_token.is_some())
+        + usize::from(c.header.is_some() || c.value_env.is_some() || c.value_file.is_some());
+    if kinds > 1 {
+        check.at(
+            span,
+            "upstream_credential is one of `{ header, value_env | value_file, prefix }`, `{ google = { ... } }` or `{ aws_token = { audience, ... } }`, not several",
+        );
+        return None;
+    }
+    if let Some(aws) = c.aws_token {
+        return Some(UpstreamCredential::AwsToken(aws));
+    }
+    if let Some(google) = c.google {
+        if c.header.is_some()
+            || c.value_env.is_some()
+            || c.value_file.is_some()
+            || !c.prefix.is_empty()
+        {
+            check.at(
+                span,
+                "upstream_credential is either `{ google = { ... } }` or `{ header, value_env | value_file, prefix }`, not both",
+            );
+            return None;
+        }
+        let credentials_file = google.credentials_file.map(|f| dir.join(f));
+        if let Some(file) = &credentials_file
+            && !file.is_file()
+        {
+            check.at(
+                span,
+                format!(
+                    "Google credentials file `{}` does not exist",
+                    file.display()
+                ),
+            );
+            return None;
+        }
+        return Some(UpstreamCredential::Google {
+            credentials_file,
+            scopes: google.scopes,
+        });
+    }
+    let Some(header) = c.header else {
+        check.at(
+            span,
+            "upstream_credential needs `header` (with `value_env` or `value_file`), or `google = {}` for Google credentials",
+        );
+        return None;
+    };
+    let Ok(header) = http::HeaderName::from_bytes(header.as_bytes()) else {
+        check.at(span, format!("`{header}` is not a header name"));
+        return None;
+    };
+    let source = match (c.value_env, c.value_file) {
+        (Some(env), None) => CredentialSource::Env(env),
+        (None, Some(file)) => CredentialSource::File(dir.join(file)),
+        _ => {
+            check.at(
+                span,
+                "upstream_credential needs exactly one of `value_env` or `value_file`",
+            );
+            return None;
+        }
+    };
+    Some(UpstreamCredential::Static {
+        header,
+        source,
+        prefix: c.prefix,
     })
 }
 

@@ -6,6 +6,7 @@
 
 pub mod ambient;
 pub mod audit;
+pub mod aws_token;
 pub mod capability;
 pub mod cli;
 pub mod clock;
@@ -19,3 +20,4 @@ pub mod plugin;
 pub mod policy;
 pub mod server;
 pub mod trust;
+pub mod upstream_auth;

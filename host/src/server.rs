@@ -12,13 +12,15 @@ use arc_swap::ArcSwap;
 use http::{HeaderName, HeaderValue};
 
 use crate::audit::{AuditOutput, AuditSink};
-use crate::config::{Config, CredentialSource, ListenerConfig, Protocol};
+use crate::aws_token::AwsTokenMinter;
+use crate::config::{Config, CredentialSource, ListenerConfig, Protocol, UpstreamCredential};
 use crate::gate::Gate;
 use crate::identity_cache::IdentityCache;
 use crate::listener;
 use crate::plugin::{ConnectorPlugin, IdentityPlugin, PluginRuntime, PluginSpec};
 use crate::policy::{self, LoadedPolicies, PolicyEngine, PolicySources, SchemaFragmentSource};
 use crate::trust::TrustAnchors;
+use crate::upstream_auth::{AwsUpstream, GoogleAuth, UpstreamAuth};
 
 /// Plugins and policies loaded from a config.
 pub struct Assembly {
@@ -154,17 +156,87 @@ pub fn policy_sources(
     }
 }
 
-/// Reads the upstream credential a listener injects.
+/// Sets up the credential a listener sends upstream: a fixed secret, or
+/// Google credentials (the first token is fetched here, so a broken setup
+/// fails at start, not on the first call).
+///
+/// # Errors
+/// A missing secret, or Google credentials that yield no token.
+pub async fn upstream_auth(listener: &ListenerConfig) -> Result<UpstreamAuth, String> {
+    match &listener.upstream_credential {
+        None => Ok(UpstreamAuth::None),
+        Some(UpstreamCredential::Static { .. }) => {
+            Ok(UpstreamAuth::from(static_upstream_credential(listener)?))
+        }
+        Some(UpstreamCredential::AwsToken(settings)) => {
+            let minter = AwsTokenMinter::from_environment(settings.minter_config())
+                .await
+                .map_err(|e| format!("listener `{}`: upstream AWS token: {e}", listener.name))?;
+            let aws = AwsUpstream::start(Arc::new(minter))
+                .await
+                .map_err(|e| format!("listener `{}`: upstream AWS token: {e}", listener.name))?;
+            let auth = UpstreamAuth::Aws(aws);
+            tracing::info!(listener = %listener.name, credentials = %auth.describe(), "upstream AWS token ready");
+            Ok(auth)
+        }
+        Some(UpstreamCredential::Google {
+            credentials_file,
+            scopes,
+        }) => {
+            let auth = match credentials_file {
+                Some(file) => GoogleAuth::from_file(file, scopes).await,
+                None => GoogleAuth::start(scopes).await,
+            }
+            .map_err(|e| format!("listener `{}`: {e}", listener.name))?;
+            tracing::info!(listener = %listener.name, credentials = %auth.describe(), "upstream Google credentials ready");
+            Ok(UpstreamAuth::Google(auth))
+        }
+    }
+}
+
+/// The workload's own credential for callers that send none (sidecars).
+///
+/// # Errors
+/// When the task's AWS token cannot be minted at start.
+pub async fn ambient_credential(
+    listener: &ListenerConfig,
+) -> Result<Option<crate::ambient::AmbientCredential>, String> {
+    if let Some(file) = &listener.credential.ambient_file {
+        return Ok(Some(crate::ambient::AmbientCredential::file(file)));
+    }
+    let Some(settings) = &listener.credential.ambient_aws else {
+        return Ok(None);
+    };
+    let minter = AwsTokenMinter::from_environment(settings.minter_config())
+        .await
+        .map_err(|e| {
+            format!(
+                "listener `{}`: the task's own AWS token: {e}",
+                listener.name
+            )
+        })?;
+    tracing::info!(listener = %listener.name, audience = %minter.audience(), sts_host = %minter.sts_host(), "loopback callers without a credential act as this task");
+    Ok(Some(crate::ambient::AmbientCredential::Aws(Arc::new(
+        minter,
+    ))))
+}
+
+/// Reads a listener's fixed upstream secret (`None` for other kinds).
 ///
 /// # Errors
 /// When the variable or file is missing or not a valid header value.
-pub fn upstream_credential(
+pub fn static_upstream_credential(
     listener: &ListenerConfig,
 ) -> Result<Option<(HeaderName, HeaderValue)>, String> {
-    let Some(c) = &listener.upstream_credential else {
+    let Some(UpstreamCredential::Static {
+        header,
+        source,
+        prefix,
+    }) = &listener.upstream_credential
+    else {
         return Ok(None);
     };
-    let secret = match &c.source {
+    let secret = match source {
         CredentialSource::Env(var) => std::env::var(var)
             .map_err(|_| format!("listener `{}`: environment variable `{var}` for the upstream credential is not set", listener.name))?,
         CredentialSource::File(path) => std::fs::read_to_string(path)
@@ -172,14 +244,14 @@ pub fn upstream_credential(
             .trim()
             .to_string(),
     };
-    let mut value = HeaderValue::from_str(&format!("{}{secret}", c.prefix)).map_err(|_| {
+    let mut value = HeaderValue::from_str(&format!("{prefix}{secret}")).map_err(|_| {
         format!(
             "listener `{}`: the upstream credential is not a valid header value",
             listener.name
         )
     })?;
     value.set_sensitive(true);
-    Ok(Some((c.header.clone(), value)))
+    Ok(Some((header.clone(), value)))
 }
 
 /// Runs the proxy until SIGINT or SIGTERM.
@@ -221,7 +293,7 @@ pub async fn run(config: Config) -> Result<(), Vec<String>> {
             )]
         })?;
         tracing::info!(listener = %l.name, protocol = ?l.protocol, address = %socket.local_addr().map_or(l.bind, |a| a), tls = tls.is_some(), upstream = %l.upstream, "listening");
-        let upstream_secret = upstream_credential(l).map_err(|e| vec![e])?;
+        let upstream_secret = upstream_auth(l).await.map_err(|e| vec![e])?;
         let served = match (&l.protocol, &l.grpc) {
             (Protocol::Grpc, Some(settings)) => {
                 let channels = listener::grpc::Channels::new(
@@ -240,11 +312,7 @@ pub async fn run(config: Config) -> Result<(), Vec<String>> {
                         credential_scheme: l.credential.scheme.clone(),
                         max_message_bytes: settings.max_message_bytes,
                         tls: tls.is_some(),
-                        ambient: l
-                            .credential
-                            .ambient_file
-                            .as_deref()
-                            .map(crate::ambient::AmbientCredential::file),
+                        ambient: ambient_credential(l).await.map_err(|e| vec![e])?,
                     },
                     audit.clone(),
                     settings.max_capabilities,
@@ -269,12 +337,7 @@ pub async fn run(config: Config) -> Result<(), Vec<String>> {
                         tls.is_some(),
                     )
                     .map_err(|e| vec![e])?
-                    .with_ambient(
-                        l.credential
-                            .ambient_file
-                            .as_deref()
-                            .map(crate::ambient::AmbientCredential::file),
-                    ),
+                    .with_ambient(ambient_credential(l).await.map_err(|e| vec![e])?),
                 );
                 tokio::spawn(listener::serve(
                     socket,

@@ -40,7 +40,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+use crate::aws_token::AwsTokenMinter;
 use google_cloud_auth::credentials::{
     self, CacheableResource, Credentials, EntityTag, external_account,
     external_account_authorized_user, impersonated, service_account, user_account,
@@ -77,6 +79,84 @@ pub enum UpstreamAuth {
     },
     /// Google access tokens, refreshed in the background.
     Google(GoogleAuth),
+    /// This task's AWS workload token (a sidecar forwarding to a gateway),
+    /// re-minted in the background.
+    Aws(AwsUpstream),
+}
+
+/// A task token for the upstream, kept ready as a header value.
+pub struct AwsUpstream {
+    header: Arc<ArcSwapOption<HeaderValue>>,
+    describe: String,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+/// How often the background task asks the minter for its current token
+/// (the minter re-mints every 5 minutes and before its credentials expire).
+const AWS_REFRESH: Duration = Duration::from_secs(15);
+
+impl AwsUpstream {
+    /// Starts refreshing from `minter` (which has minted once already).
+    ///
+    /// # Errors
+    /// When no first token can be had.
+    pub async fn start(minter: Arc<AwsTokenMinter>) -> Result<Self, String> {
+        let first = bearer(&minter.current().await?)?;
+        let header = Arc::new(ArcSwapOption::from_pointee(first));
+        let describe = format!(
+            "an AWS workload token for audience `{}` (STS host {}, region {})",
+            minter.audience(),
+            minter.sts_host(),
+            minter.region()
+        );
+        let shared = header.clone();
+        let refresher = tokio::spawn(async move {
+            let mut last: Option<Arc<Vec<u8>>> = None;
+            loop {
+                tokio::time::sleep(AWS_REFRESH).await;
+                match minter.current().await {
+                    Ok(token) if last.as_ref() != Some(&token) => match bearer(&token) {
+                        Ok(value) => {
+                            shared.store(Some(Arc::new(value)));
+                            last = Some(token);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the minted AWS token is not a header value")
+                        }
+                    },
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot re-mint the AWS token for upstream; the last one is sent until it expires")
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            header,
+            describe,
+            refresher,
+        })
+    }
+
+    fn value(&self) -> Option<HeaderValue> {
+        self.header.load_full().map(|v| (*v).clone())
+    }
+}
+
+impl Drop for AwsUpstream {
+    fn drop(&mut self) {
+        self.refresher.abort();
+    }
+}
+
+fn bearer(token: &[u8]) -> Result<HeaderValue, String> {
+    let mut value = Vec::with_capacity(token.len() + 7);
+    value.extend_from_slice(b"Bearer ");
+    value.extend_from_slice(token);
+    let mut value = HeaderValue::from_bytes(&value)
+        .map_err(|_| "the AWS token is not a valid header value".to_string())?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 impl UpstreamAuth {
@@ -91,6 +171,7 @@ impl UpstreamAuth {
             Self::None => None,
             Self::Static { header, value } => Some((header.clone(), value.clone())),
             Self::Google(google) => google.header(),
+            Self::Aws(aws) => aws.value().map(|v| (AUTHORIZATION, v)),
         }
     }
 
@@ -105,6 +186,11 @@ impl UpstreamAuth {
                 headers.insert(header.clone(), value.clone());
             }
             Self::Google(google) => google.apply(headers),
+            Self::Aws(aws) => {
+                if let Some(v) = aws.value() {
+                    headers.insert(AUTHORIZATION, v);
+                }
+            }
         }
     }
 
@@ -114,6 +200,7 @@ impl UpstreamAuth {
             Self::None => "none".to_string(),
             Self::Static { header, .. } => format!("a static `{header}` header"),
             Self::Google(google) => google.describe().to_string(),
+            Self::Aws(aws) => aws.describe.clone(),
         }
     }
 }
@@ -138,6 +225,7 @@ impl fmt::Debug for UpstreamAuth {
                 .field("value", &"[redacted]")
                 .finish(),
             Self::Google(google) => f.debug_tuple("UpstreamAuth::Google").field(google).finish(),
+            Self::Aws(aws) => write!(f, "UpstreamAuth::Aws({})", aws.describe),
         }
     }
 }
@@ -212,7 +300,7 @@ impl GoogleAuth {
         let (headers, tag) = match fetch(&credentials, None).await {
             Ok(Some(fresh)) => fresh,
             Ok(None) => return Err(about.failure("the library returned no headers")),
-            Err(e) => return Err(about.failure(&e.message)),
+            Err(e) => return Err(about.fetch_failure(&e)),
         };
         let description = about.to_string();
         tracing::info!(credentials = %description, "upstream auth: Google access token obtained");
@@ -220,7 +308,7 @@ impl GoogleAuth {
         let refresher = tokio::spawn(refresh_loop(Refresher {
             current: current.clone(),
             credentials,
-            tag,
+            tag: Some(tag),
             source,
             scopes,
             interval,
@@ -281,14 +369,17 @@ fn build(source: &Source, scopes: &[String]) -> Result<(Credentials, About), Str
         Source::File(path) => {
             let origin = format!("file `{}`", path.display());
             let text = std::fs::read_to_string(path).map_err(|e| {
-                format!("upstream auth: cannot read the Google credentials file `{}`: {e}", path.display())
+                format!(
+                    "upstream auth: cannot read the Google credentials file `{}`: {e}",
+                    path.display()
+                )
             })?;
             let json: Value = serde_json::from_str(&text).map_err(|e| {
                 format!(
                     "upstream auth: the Google credentials file `{}` is not JSON ({}): expected a \
                      service_account, authorized_user or external_account credentials file",
                     path.display(),
-                    e.classify_name()
+                    json_error_kind(&e)
                 )
             })?;
             let about = About::json(origin, &json);
@@ -299,19 +390,13 @@ fn build(source: &Source, scopes: &[String]) -> Result<(Credentials, About), Str
     }
 }
 
-/// The name of a serde_json error's category, without its position text.
-trait Classify {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl Classify for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "cannot read",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "unexpected data",
-            serde_json::error::Category::Eof => "truncated",
-        }
+/// The category of a JSON error, without its text (which may quote the file).
+fn json_error_kind(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "cannot read",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected data",
+        serde_json::error::Category::Eof => "truncated",
     }
 }
 
@@ -322,7 +407,11 @@ fn build_json(
     json: Value,
     scopes: &[String],
 ) -> Result<Credentials, Box<dyn std::error::Error + Send + Sync>> {
-    let kind = json.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
+    let kind = json
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let quota = std::env::var(QUOTA_PROJECT_ENV).ok();
     let scopes = scopes.to_vec();
     let credentials = match kind.as_str() {
@@ -388,6 +477,8 @@ struct About {
     kind: String,
     /// Where the credentials were found.
     origin: String,
+    /// Where an external account's subject token comes from.
+    subject: Option<String>,
     /// The host tokens come from, if any.
     endpoint: Option<String>,
 }
@@ -402,7 +493,8 @@ impl About {
             return Self::file(format!("{ADC_ENV}=`{}`", path.display()), &path);
         }
         if let Some(home) = var("HOME") {
-            let path = PathBuf::from(home).join(".config/gcloud/application_default_credentials.json");
+            let path =
+                PathBuf::from(home).join(".config/gcloud/application_default_credentials.json");
             if path.exists() {
                 return Self::file(format!("gcloud's ADC file `{}`", path.display()), &path);
             }
@@ -413,6 +505,7 @@ impl About {
         Self {
             kind: "metadata server".to_string(),
             origin: format!("no credentials file ({ADC_ENV} unset, no gcloud ADC file)"),
+            subject: None,
             endpoint: Some(host),
         }
     }
@@ -426,6 +519,7 @@ impl About {
             None => Self {
                 kind: "unreadable".to_string(),
                 origin,
+                subject: None,
                 endpoint: None,
             },
         }
@@ -435,7 +529,9 @@ impl About {
         let field = |name: &str| json.get(name).and_then(Value::as_str);
         let kind = field("type").unwrap_or("untyped").to_string();
         let endpoint = match kind.as_str() {
-            "authorized_user" => Some(field("token_uri").unwrap_or("https://oauth2.googleapis.com/token")),
+            "authorized_user" => {
+                Some(field("token_uri").unwrap_or("https://oauth2.googleapis.com/token"))
+            }
             "external_account" | "external_account_authorized_user" => {
                 Some(field("token_url").unwrap_or("https://sts.googleapis.com/v1/token"))
             }
@@ -444,10 +540,41 @@ impl About {
             _ => None,
         }
         .map(url_host);
+        let subject = (kind == "external_account").then(|| {
+            let source = json.get("credential_source");
+            let text = |name: &str| source.and_then(|s| s.get(name)).and_then(Value::as_str);
+            if text("environment_id").is_some_and(|id| id.starts_with("aws")) {
+                "subject token from AWS".to_string()
+            } else if source.and_then(|s| s.get("executable")).is_some() {
+                "subject token from an executable".to_string()
+            } else if let Some(url) = text("url") {
+                format!("subject token from {}", url_host(url))
+            } else if let Some(file) = text("file") {
+                format!("subject token from file `{file}`")
+            } else {
+                "no recognised credential_source".to_string()
+            }
+        });
         Self {
             kind,
             origin,
+            subject,
             endpoint,
+        }
+    }
+
+    /// The start-up error of a failed token fetch: a transient one (an
+    /// unreachable or failing endpoint) gets the network hint.
+    fn fetch_failure(&self, error: &FetchError) -> String {
+        if error.transient && self.kind != "metadata server" {
+            format!(
+                "upstream auth: cannot obtain a Google access token from {self}: {}. The token \
+                 endpoint is unreachable or failing: check egress to it (DNS, firewall, HTTPS \
+                 proxy) and retry",
+                error.message
+            )
+        } else {
+            self.failure(&error.message)
         }
     }
 
@@ -483,8 +610,7 @@ impl About {
                  roles/iam.serviceAccountTokenCreator on the target service account"
             }
             _ => {
-                "Expected a service_account, authorized_user, external_account, \
-                 impersonated_service_account or external_account_authorized_user JSON file"
+                "Point the configuration (or GOOGLE_APPLICATION_CREDENTIALS) at a supported credentials JSON file"
             }
         }
     }
@@ -497,6 +623,9 @@ impl fmt::Display for About {
             kind => write!(f, "{kind} credentials")?,
         }
         write!(f, " ({}", self.origin)?;
+        if let Some(subject) = &self.subject {
+            write!(f, "; {subject}")?;
+        }
         if let Some(host) = &self.endpoint {
             write!(f, "; token endpoint {host}")?;
         }
@@ -514,19 +643,37 @@ fn url_host(url: &str) -> String {
         .to_string()
 }
 
-/// An error and its sources, one line.
+/// An error and its sources, one line, without the library's boilerplate
+/// (retry advice repeated at every level).
 fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
+    const BOILERPLATE: [&str; 4] = [
+        "Request to fetch the token failed",
+        "Fetching the token resulted in transient errors",
+        "cannot create the authentication headers",
+        "cannot create auth headers",
+    ];
+    let mut all = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        let text = text
+            .trim_end_matches(" and future attempts will not succeed")
+            .trim_end_matches(" but future attempts may succeed")
+            .trim()
+            .to_string();
+        all.push(text.clone());
+        let generic = BOILERPLATE.iter().any(|b| text.starts_with(b));
+        if !generic && !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
         }
-        source = e.source();
+        next = e.source();
     }
-    text
+    if parts.is_empty() {
+        all.join(": ")
+    } else {
+        parts.join(": ")
+    }
 }
 
 /// A failed fetch: the message (no token), and whether the library keeps
@@ -575,7 +722,8 @@ async fn fetch(
 struct Refresher {
     current: Arc<ArcSwap<HeaderMap>>,
     credentials: Credentials,
-    tag: EntityTag,
+    /// The tag of the headers served, `None` after a rebuild.
+    tag: Option<EntityTag>,
     source: Source,
     scopes: Vec<String>,
     interval: Duration,
@@ -589,7 +737,6 @@ struct Refresher {
 async fn refresh_loop(mut r: Refresher) {
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + r.interval, r.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut tag = Some(r.tag.clone());
     let mut rebuild = false;
     loop {
         ticker.tick().await;
@@ -597,7 +744,7 @@ async fn refresh_loop(mut r: Refresher) {
             match build(&r.source, &r.scopes) {
                 Ok((credentials, _)) => {
                     r.credentials = credentials;
-                    tag = None;
+                    r.tag = None;
                     rebuild = false;
                 }
                 Err(e) => {
@@ -606,12 +753,11 @@ async fn refresh_loop(mut r: Refresher) {
                 }
             }
         }
-        match fetch(&r.credentials, tag.as_ref()).await {
+        match fetch(&r.credentials, r.tag.as_ref()).await {
             Ok(None) => {}
             Ok(Some((headers, new_tag))) => {
                 r.current.store(Arc::new(headers));
-                r.tag = new_tag.clone();
-                tag = Some(new_tag);
+                r.tag = Some(new_tag);
                 tracing::debug!(credentials = %r.description, "upstream auth: Google access token refreshed");
             }
             Err(e) => {
@@ -758,7 +904,8 @@ mod tests {
     }
 
     fn temp_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("intentgate-upstream-auth-{}", uuid::Uuid::now_v7()));
+        let dir =
+            std::env::temp_dir().join(format!("intentgate-upstream-auth-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
@@ -789,7 +936,9 @@ mod tests {
 
     /// Bounds every test: a hung fake must fail the test, not hang CI.
     async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-        tokio::time::timeout(Duration::from_secs(60), f).await.expect("test timed out")
+        tokio::time::timeout(Duration::from_secs(60), f)
+            .await
+            .expect("test timed out")
     }
 
     #[test]
@@ -818,12 +967,20 @@ mod tests {
         bounded(async {
             let server = TokenServer::start(Arc::new(|n| (StatusCode::OK, token(n, 3600)))).await;
             let file = write_json("adc.json", &authorized_user(&server.url));
-            let auth = GoogleAuth::launch(Source::File(file.path.clone()), &[], Duration::from_millis(50))
-                .await
-                .unwrap();
+            let auth = GoogleAuth::launch(
+                Source::File(file.path.clone()),
+                &[],
+                Duration::from_millis(50),
+            )
+            .await
+            .unwrap();
             assert_eq!(bearer(&auth), "Bearer ya29.test-1");
             assert!(auth.header().unwrap().1.is_sensitive());
-            assert!(auth.describe().contains("authorized_user"), "{}", auth.describe());
+            assert!(
+                auth.describe().contains("authorized_user"),
+                "{}",
+                auth.describe()
+            );
             assert!(auth.describe().contains("127.0.0.1"), "{}", auth.describe());
 
             // Many per-request reads and several background polls: one fetch.
@@ -837,7 +994,11 @@ mod tests {
             // The refresh request: JSON, the refresh-token grant, the default scope.
             let seen = server.seen();
             assert_eq!(seen[0].path, "/token");
-            assert!(seen[0].content_type.starts_with("application/json"), "{:?}", seen[0]);
+            assert!(
+                seen[0].content_type.starts_with("application/json"),
+                "{:?}",
+                seen[0]
+            );
             let body: Value = serde_json::from_str(&seen[0].body).unwrap();
             assert_eq!(body["grant_type"], "refresh_token");
             assert_eq!(body["refresh_token"], REFRESH_TOKEN);
@@ -880,7 +1041,11 @@ mod tests {
         bounded(async {
             for status in [StatusCode::BAD_REQUEST, StatusCode::INTERNAL_SERVER_ERROR] {
                 let server = TokenServer::start(Arc::new(move |_| {
-                    (status, r#"{"error":"invalid_grant","error_description":"Bad Request"}"#.to_string())
+                    (
+                        status,
+                        r#"{"error":"invalid_grant","error_description":"Bad Request"}"#
+                            .to_string(),
+                    )
                 }))
                 .await;
                 let file = write_json("adc.json", &authorized_user(&server.url));
@@ -889,7 +1054,12 @@ mod tests {
                 assert!(error.contains("127.0.0.1"), "{error}");
                 assert!(error.contains(&file.path.display().to_string()), "{error}");
                 assert!(error.contains("invalid_grant"), "{error}");
-                assert!(error.contains("gcloud auth application-default login"), "{error}");
+                let hint = if status.is_server_error() {
+                    "check egress"
+                } else {
+                    "gcloud auth application-default login"
+                };
+                assert!(error.contains(hint), "{error}");
                 assert!(!error.contains(CLIENT_SECRET), "{error}");
                 assert!(!error.contains(REFRESH_TOKEN), "{error}");
                 assert_eq!(server.calls(), 1, "{status}: no retry at start-up");
@@ -902,10 +1072,23 @@ mod tests {
     async fn unreachable_token_endpoint_fails_start_up() {
         bounded(async {
             // A port that was just free: connection refused.
-            let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
-            let file = write_json("adc.json", &authorized_user(&format!("http://127.0.0.1:{port}/token")));
+            let port = TcpListener::bind("127.0.0.1:0")
+                .await
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let file = write_json(
+                "adc.json",
+                &authorized_user(&format!("http://127.0.0.1:{port}/token")),
+            );
             let error = GoogleAuth::from_file(&file.path, &[]).await.unwrap_err();
-            assert!(error.contains(&format!("token endpoint 127.0.0.1:{port}")), "{error}");
+            assert!(
+                error.contains(&format!("token endpoint 127.0.0.1:{port}")),
+                "{error}"
+            );
+            assert!(error.contains("Connection refused"), "{error}");
+            assert!(error.contains("check egress"), "{error}");
         })
         .await;
     }
@@ -915,7 +1098,10 @@ mod tests {
         bounded(async {
             let missing = temp_dir().join("missing.json");
             let error = GoogleAuth::from_file(&missing, &[]).await.unwrap_err();
-            assert!(error.contains("cannot read") && error.contains("missing.json"), "{error}");
+            assert!(
+                error.contains("cannot read") && error.contains("missing.json"),
+                "{error}"
+            );
             let _ = std::fs::remove_dir_all(missing.parent().unwrap());
 
             let dir = temp_dir();
@@ -926,9 +1112,15 @@ mod tests {
             assert!(!error.contains("s3cret"), "{error}");
             let _ = std::fs::remove_dir_all(&dir);
 
-            let file = write_json("x.json", &serde_json::json!({"type": "api_key", "key": "s3cret"}));
+            let file = write_json(
+                "x.json",
+                &serde_json::json!({"type": "api_key", "key": "s3cret"}),
+            );
             let error = GoogleAuth::from_file(&file.path, &[]).await.unwrap_err();
-            assert!(error.contains("unsupported credentials type `api_key`"), "{error}");
+            assert!(
+                error.contains("unsupported credentials type `api_key`"),
+                "{error}"
+            );
             assert!(!error.contains("s3cret"), "{error}");
 
             let file = write_json("x.json", &serde_json::json!({"type": "authorized_user"}));
@@ -948,9 +1140,13 @@ mod tests {
             }))
             .await;
             let file = write_json("adc.json", &authorized_user(&server.url));
-            let auth = GoogleAuth::launch(Source::File(file.path.clone()), &[], Duration::from_millis(100))
-                .await
-                .unwrap();
+            let auth = GoogleAuth::launch(
+                Source::File(file.path.clone()),
+                &[],
+                Duration::from_millis(100),
+            )
+            .await
+            .unwrap();
             let started = tokio::time::Instant::now();
             assert_eq!(bearer(&auth), "Bearer ya29.test-1");
             let mut old_seen_after_expiry = false;
@@ -966,8 +1162,15 @@ mod tests {
                 assert!(started.elapsed() < Duration::from_secs(30), "no refresh");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            assert!(old_seen_after_expiry, "the last good header is kept until the refresh");
-            assert!(started.elapsed() >= Duration::from_secs(5), "{:?}", started.elapsed());
+            assert!(
+                old_seen_after_expiry,
+                "the last good header is kept until the refresh"
+            );
+            assert!(
+                started.elapsed() >= Duration::from_secs(5),
+                "{:?}",
+                started.elapsed()
+            );
             assert_eq!(server.calls(), 2);
         })
         .await;
@@ -981,14 +1184,21 @@ mod tests {
         bounded(async {
             let server = TokenServer::start(Arc::new(|n| match n {
                 1 => (StatusCode::OK, token(n, 2)),
-                2 => (StatusCode::BAD_REQUEST, r#"{"error":"invalid_grant"}"#.to_string()),
+                2 => (
+                    StatusCode::BAD_REQUEST,
+                    r#"{"error":"invalid_grant"}"#.to_string(),
+                ),
                 _ => (StatusCode::OK, token(n, 3600)),
             }))
             .await;
             let file = write_json("adc.json", &authorized_user(&server.url));
-            let auth = GoogleAuth::launch(Source::File(file.path.clone()), &[], Duration::from_millis(100))
-                .await
-                .unwrap();
+            let auth = GoogleAuth::launch(
+                Source::File(file.path.clone()),
+                &[],
+                Duration::from_millis(100),
+            )
+            .await
+            .unwrap();
             let started = tokio::time::Instant::now();
             while bearer(&auth) != "Bearer ya29.test-3" {
                 assert_eq!(bearer(&auth), "Bearer ya29.test-1");
@@ -1009,7 +1219,7 @@ mod tests {
             while i < bytes.len() {
                 match bytes[i] {
                     b'+' => out.push(b' '),
-                    b'%' if i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 => {
+                    b'%' if i + 2 < bytes.len() => {
                         out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
                         i += 2;
                     }
@@ -1090,7 +1300,10 @@ mod tests {
             );
             let error = GoogleAuth::from_file(&file.path, &[]).await.unwrap_err();
             assert!(error.contains("external_account"), "{error}");
-            assert!(error.contains("subject token"), "{error}");
+            assert!(
+                error.contains("subject token from file `/nonexistent/intentgate/subject-token`"),
+                "{error}"
+            );
             assert_eq!(server.calls(), 0);
         })
         .await;
@@ -1108,7 +1321,11 @@ mod tests {
         let about = About::adc(env(vec![("HOME", dir.clone().into_os_string())]));
         assert_eq!(about.kind, "metadata server");
         assert_eq!(about.endpoint.as_deref(), Some("metadata.google.internal"));
-        assert!(about.failure("x").contains("GOOGLE_APPLICATION_CREDENTIALS"));
+        assert!(
+            about
+                .failure("x")
+                .contains("GOOGLE_APPLICATION_CREDENTIALS")
+        );
         let about = About::adc(env(vec![("GCE_METADATA_HOST", "127.0.0.1:8080".into())]));
         assert_eq!(about.endpoint.as_deref(), Some("127.0.0.1:8080"));
 
@@ -1139,14 +1356,98 @@ mod tests {
         assert_eq!(about.kind, "service_account");
         assert_eq!(about.endpoint, None);
         let text = about.failure("boom");
-        assert!(text.contains("GOOGLE_APPLICATION_CREDENTIALS=") && text.contains("key.json"), "{text}");
+        assert!(
+            text.contains("GOOGLE_APPLICATION_CREDENTIALS=") && text.contains("key.json"),
+            "{text}"
+        );
         assert!(!text.contains("s3cret"), "{text}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
+    fn external_account_sources_are_described() {
+        let about = |source: Value| {
+            let json = serde_json::json!({"type": "external_account", "credential_source": source});
+            About::json("file `x`".to_string(), &json).to_string()
+        };
+        let aws = about(serde_json::json!({
+            "environment_id": "aws1",
+            "region_url": "http://169.254.169.254/latest/meta-data/placement/availability-zone",
+            "regional_cred_verification_url": "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15",
+        }));
+        assert_eq!(
+            aws,
+            "external_account credentials (file `x`; subject token from AWS; token endpoint sts.googleapis.com)"
+        );
+        let url = about(serde_json::json!({"url": "http://127.0.0.1:5/token?secret=1"}));
+        assert!(url.contains("subject token from 127.0.0.1:5;"), "{url}");
+        let exe = about(serde_json::json!({"executable": {"command": "/bin/x"}}));
+        assert!(exe.contains("subject token from an executable"), "{exe}");
+    }
+
+    #[tokio::test]
+    async fn service_account_key_signs_locally_with_ring() {
+        // A throwaway RSA key from the openssl CLI (no key in the sources).
+        let dir = temp_dir();
+        let pem = dir.join("key.pem");
+        let generated = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
+            .arg(&pem)
+            .output();
+        if !generated.is_ok_and(|o| o.status.success()) {
+            eprintln!("skipped: no openssl CLI to make a test key");
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+        let key = serde_json::json!({
+            "type": "service_account",
+            "project_id": "test-project",
+            "private_key_id": "test-key-id",
+            "private_key": std::fs::read_to_string(&pem).unwrap(),
+            "client_email": "proxy@test-project.iam.gserviceaccount.com",
+            "token_uri": "http://127.0.0.1:9/never-used",
+        });
+        let file = write_json("sa.json", &key);
+        let _ = std::fs::remove_dir_all(&dir);
+        let auth = bounded(GoogleAuth::from_file(&file.path, &[]))
+            .await
+            .unwrap();
+        assert!(
+            auth.describe().starts_with("service_account credentials"),
+            "{}",
+            auth.describe()
+        );
+        let value = bearer(&auth);
+        let jwt = value.strip_prefix("Bearer ").unwrap();
+        let parts: Vec<&str> = jwt.split('.').collect();
+        assert_eq!(parts.len(), 3, "{jwt}");
+        let decode = |part: &str| -> Value {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part)
+                .unwrap();
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        let (header, claims) = (decode(parts[0]), decode(parts[1]));
+        assert_eq!(header["alg"], "RS256");
+        assert_eq!(header["kid"], "test-key-id");
+        assert_eq!(claims["iss"], "proxy@test-project.iam.gserviceaccount.com");
+        assert_eq!(claims["scope"], DEFAULT_SCOPE);
+    }
+
+    #[test]
     fn url_hosts() {
-        assert_eq!(url_host("https://oauth2.googleapis.com/token"), "oauth2.googleapis.com");
+        assert_eq!(
+            url_host("https://oauth2.googleapis.com/token"),
+            "oauth2.googleapis.com"
+        );
         assert_eq!(url_host("http://u:p@127.0.0.1:9/t?q#f"), "127.0.0.1:9");
         assert_eq!(url_host("sts.googleapis.com"), "sts.googleapis.com");
     }
@@ -1164,7 +1465,11 @@ mod tests {
             std::fs::write(&path, authorized_user(&server.url).to_string()).unwrap();
             let auth = GoogleAuth::start(&[]).await.unwrap();
             assert_eq!(bearer(&auth), "Bearer ya29.test-1");
-            assert!(auth.describe().contains("GOOGLE_APPLICATION_CREDENTIALS="), "{}", auth.describe());
+            assert!(
+                auth.describe().contains("GOOGLE_APPLICATION_CREDENTIALS="),
+                "{}",
+                auth.describe()
+            );
             assert_eq!(server.calls(), 1);
         })
         .await;
@@ -1177,7 +1482,12 @@ mod tests {
         let dir = temp_dir();
         let path = dir.join("adc.json");
         let output = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "upstream_auth::tests::adc_child", "--ignored", "--nocapture"])
+            .args([
+                "--exact",
+                "upstream_auth::tests::adc_child",
+                "--ignored",
+                "--nocapture",
+            ])
             .env("INTENTGATE_TEST_ADC_CHILD", &path)
             .env(ADC_ENV, &path)
             .env("HOME", &dir)

@@ -87,3 +87,75 @@ fn line_and_column_count_from_one() {
     assert_eq!(line_col("ab\ncd", 0), (1, 1));
     assert_eq!(line_col("ab\ncd", 4), (2, 2));
 }
+
+fn grpc_listener(extra: &str) -> String {
+    format!(
+        r#"
+[policy]
+policies = ["policies"]
+
+[[listener]]
+name = "g"
+protocol = "grpc"
+bind = "0.0.0.0:9010"
+identity = "oidc"
+connector = "spanner"
+upstream = "https://spanner.googleapis.com"
+{extra}
+"#
+    )
+}
+
+fn messages(text: &str) -> Vec<String> {
+    parse(text)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn grpc_listener_keys_are_checked_where_they_are() {
+    let errors = messages(&grpc_listener(
+        "credential = { header = \"authorization\", ambient_file = \"token\" }\nupstream_connections = 0\nupstream_credential = { google = {}, header = \"x\" }",
+    ));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains(":8:") && e.contains("must bind a loopback address")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains(":13:")
+                && e.contains("`upstream_connections` must be within 1..=64")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains(":14:") && e.contains("not several")),
+        "{errors:?}"
+    );
+    // gRPC-only keys on an HTTP listener are refused, not ignored.
+    let errors = messages(&format!("{MINIMAL}max_message_bytes = 10\n"));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e
+                .contains("`max_message_bytes` applies to `protocol = \"grpc\"` listeners only")),
+        "{errors:?}"
+    );
+    // A gRPC upstream names no path.
+    let errors = messages(&grpc_listener("credential = {}").replace(
+        "https://spanner.googleapis.com",
+        "https://spanner.googleapis.com/v1",
+    ));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("gRPC paths name the method")),
+        "{errors:?}"
+    );
+}

@@ -36,6 +36,7 @@ use crate::clock;
 use crate::gate::{Attempt, CapabilityLookup, DenyKind, Gate, LookupAnswer, LookupFuture, Verdict};
 use crate::listener::http::REQUEST_ID;
 use crate::plugin::{Binding, CallInput};
+use crate::upstream_auth::UpstreamAuth;
 
 /// How long a caller may take to send its request message.
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -69,12 +70,12 @@ pub struct GrpcProxy {
 /// The upstream side: connections and the proxy's own credential.
 pub struct Upstream {
     channels: Channels,
-    credential: Option<(HeaderName, HeaderValue)>,
+    credential: UpstreamAuth,
 }
 
 impl Upstream {
     /// Wraps a connection pool.
-    pub fn new(channels: Channels, credential: Option<(HeaderName, HeaderValue)>) -> Self {
+    pub fn new(channels: Channels, credential: UpstreamAuth) -> Self {
         Self {
             channels,
             credential,
@@ -165,12 +166,15 @@ impl GrpcProxy {
         let credential = parts
             .headers
             .remove(&self.settings.credential_header)
-            .and_then(|v| super::credential_from(&v, &self.settings.credential_scheme))
-            .or_else(|| {
-                let ambient = self.settings.ambient.as_ref()?.get()?;
+            .and_then(|v| super::credential_from(&v, &self.settings.credential_scheme));
+        let credential = match (credential, &self.settings.ambient) {
+            (Some(c), _) => Some(c),
+            (None, Some(ambient)) => {
                 record.ambient_credential = true;
-                Some(ambient.to_vec())
-            });
+                ambient.get().await.map(|a| a.to_vec())
+            }
+            (None, None) => None,
+        };
         parts.headers.remove(&REQUEST_ID);
         let deadline = parts
             .headers
@@ -553,9 +557,7 @@ impl CapabilityLookup for Upstream {
             if let Ok(value) = HeaderValue::from_str(request_id) {
                 headers.insert(REQUEST_ID, value);
             }
-            if let Some((name, value)) = &self.credential {
-                headers.insert(name.clone(), value.clone());
-            }
+            self.credential.apply(headers);
             let sending = async {
                 let response = self.channels.send(request).await?;
                 let (parts, body) = response.into_parts();
@@ -650,9 +652,7 @@ impl UpstreamHead {
         let headers = request.headers_mut();
         headers.clone_from(&self.parts.headers);
         headers.insert(REQUEST_ID, self.request_id.clone());
-        if let Some((name, value)) = &upstream.credential {
-            headers.insert(name.clone(), value.clone());
-        }
+        upstream.credential.apply(headers);
         if let Some(remaining) = remaining
             && let Ok(value) = HeaderValue::from_str(&wire::format_timeout(remaining))
         {

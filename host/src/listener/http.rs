@@ -35,7 +35,7 @@ pub struct HttpProxy {
     credential_header: HeaderName,
     credential_scheme: String,
     upstream: http::Uri,
-    upstream_credential: Option<(HeaderName, HeaderValue)>,
+    upstream_credential: crate::upstream_auth::UpstreamAuth,
     client: UpstreamClient,
     audit: AuditSink,
     tls: bool,
@@ -52,7 +52,7 @@ impl HttpProxy {
         credential_header: HeaderName,
         credential_scheme: &str,
         upstream: http::Uri,
-        upstream_credential: Option<(HeaderName, HeaderValue)>,
+        upstream_credential: crate::upstream_auth::UpstreamAuth,
         audit: AuditSink,
         tls: bool,
     ) -> Result<Self, String> {
@@ -112,12 +112,15 @@ impl HttpProxy {
         let credential = req
             .headers_mut()
             .remove(&self.credential_header)
-            .and_then(|v| super::credential_from(&v, &self.credential_scheme))
-            .or_else(|| {
-                let ambient = self.ambient.as_ref()?.get()?;
+            .and_then(|v| super::credential_from(&v, &self.credential_scheme));
+        let credential = match (credential, &self.ambient) {
+            (Some(c), _) => Some(c),
+            (None, Some(ambient)) => {
                 record.ambient_credential = true;
-                Some(ambient.to_vec())
-            });
+                ambient.get().await.map(|a| a.to_vec())
+            }
+            (None, None) => None,
+        };
         req.headers_mut().remove(&REQUEST_ID);
         let call = CallInput {
             protocol: "http".into(),
@@ -191,9 +194,7 @@ impl HttpProxy {
         if let Ok(value) = HeaderValue::from_str(request_id) {
             parts.headers.insert(REQUEST_ID, value);
         }
-        if let Some((name, value)) = &self.upstream_credential {
-            parts.headers.insert(name.clone(), value.clone());
-        }
+        self.upstream_credential.apply(&mut parts.headers);
         if let Some(binding) = binding {
             for name in &binding.remove_headers {
                 if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
