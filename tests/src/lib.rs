@@ -15,6 +15,7 @@
 //! ```
 
 pub mod gateway;
+pub mod grpc;
 pub mod http;
 pub mod jwt;
 mod peer;

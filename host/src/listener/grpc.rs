@@ -160,6 +160,9 @@ impl GrpcProxy {
             record.reason = "not a gRPC call (POST with content-type application/grpc)".into();
             let mut response = Response::new(empty());
             *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+            if let Ok(value) = HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert(REQUEST_ID, value);
+            }
             return Reply::Done(response);
         }
         let (mut parts, body) = req.into_parts();
@@ -614,6 +617,8 @@ impl UpstreamHead {
     fn new(mut parts: http::request::Parts, binding: Option<&Binding>, request_id: &str) -> Self {
         super::strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(http::header::HOST);
+        // The body is re-framed (and may grow by the binding's bytes).
+        parts.headers.remove(http::header::CONTENT_LENGTH);
         parts.extensions = http::Extensions::new();
         if let Some(binding) = binding {
             for name in &binding.remove_headers {
