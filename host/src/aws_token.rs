@@ -238,24 +238,7 @@ impl AwsTokenMinter {
     /// chain and what each source said).
     pub async fn from_environment(config: AwsTokenConfig) -> Result<Self, String> {
         check_config(&config)?;
-        let http_client = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let mut loader =
-            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client);
-        if let Some(region) = &config.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        let sdk = loader.load().await;
-        let region = config
-            .region
-            .clone()
-            .or_else(|| sdk.region().map(ToString::to_string));
-        let credentials = sdk
-            .credentials_provider()
-            .ok_or_else(|| "the AWS SDK config has no credentials provider".to_string())?;
+        let (credentials, region) = default_chain(config.region.clone()).await?;
         let minter = Self::new(AwsTokenConfig { region, ..config }, credentials)?;
         minter.mint().await?;
         Ok(minter)
@@ -455,6 +438,174 @@ impl AwsTokenMinter {
     }
 }
 
+/// The AWS default credentials chain (environment, shared profile, web
+/// identity, ECS container credentials, EC2 instance metadata; HTTP on
+/// rustls + ring) and the region: `region` if given, else the chain's.
+/// Loads configuration only: no credentials are fetched yet.
+///
+/// # Errors
+/// When the SDK config has no credentials provider.
+pub async fn default_chain(
+    region: Option<String>,
+) -> Result<(SharedCredentialsProvider, Option<String>), String> {
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client);
+    if let Some(region) = &region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    let sdk = loader.load().await;
+    let region = region.or_else(|| sdk.region().map(ToString::to_string));
+    let credentials = sdk
+        .credentials_provider()
+        .ok_or_else(|| "the AWS SDK config has no credentials provider".to_string())?;
+    Ok((credentials, region))
+}
+
+/// Checks an STS region and host by the minter's rules; returns the signing
+/// region and the STS host (defaults as in [`AwsTokenConfig`]).
+///
+/// # Errors
+/// A malformed region or host.
+pub fn sts_region_and_host(
+    region: Option<&str>,
+    sts_host: Option<&str>,
+) -> Result<(String, String), String> {
+    check_config(&AwsTokenConfig {
+        region: region.map(str::to_string),
+        sts_host: sts_host.map(str::to_string),
+        ..AwsTokenConfig::new("sts")
+    })
+}
+
+/// The signed header binding a Google subject token to its workload
+/// identity pool provider.
+pub const GCP_TARGET_RESOURCE_HEADER: &str = "x-goog-cloud-target-resource";
+
+/// A subject token for Google workload identity federation from AWS, as
+/// Google's libraries build it (AIP-4117; `google-cloud-auth`'s AWS source):
+/// a SigV4 signature over `POST https://<sts_host>/?Action=GetCallerIdentity&Version=2011-06-15`
+/// with an empty body, signing `host`, `x-amz-date`, `x-amz-security-token`
+/// (when the credentials have a session token) and
+/// `x-goog-cloud-target-resource: <target_resource>` (the provider's full
+/// name, the exchange's `audience`); serialised as
+/// `{"url","method","headers","body"}` JSON and URL-encoded
+/// (`application/x-www-form-urlencoded` rules).
+///
+/// A bearer credential until STS stops accepting the signature (15 minutes):
+/// never log it.
+///
+/// # Errors
+/// (Never expected) a signing failure.
+pub fn sign_gcp_subject_token(
+    credentials: &Credentials,
+    target_resource: &str,
+    region: &str,
+    sts_host: &str,
+    time: SystemTime,
+) -> Result<String, String> {
+    let url = format!("https://{sts_host}/?{BODY}");
+    let identity = credentials.clone().into();
+    let params: aws_sigv4::http_request::SigningParams<'_> = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("sts")
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| format!("cannot set up SigV4 signing: {e}"))?
+        .into();
+    let request = SignableRequest::new(
+        "POST",
+        url.as_str(),
+        [
+            ("host", sts_host),
+            (GCP_TARGET_RESOURCE_HEADER, target_resource),
+        ]
+        .into_iter(),
+        SignableBody::Bytes(b""),
+    )
+    .map_err(|e| format!("cannot sign the GetCallerIdentity request: {e}"))?;
+    let (instructions, _signature) = aws_sigv4::http_request::sign(request, &params)
+        .map_err(|e| format!("cannot sign the GetCallerIdentity request: {e}"))?
+        .into_parts();
+    let (added, _query) = instructions.into_parts();
+    let (mut date, mut authorization, mut session_token) = (None, None, None);
+    for header in &added {
+        match header.name() {
+            "x-amz-date" => date = Some(header.value()),
+            "authorization" => authorization = Some(header.value()),
+            "x-amz-security-token" => session_token = Some(header.value()),
+            other => {
+                return Err(format!(
+                    "the SigV4 signer added the header `{other}`, which the subject token does not carry"
+                ));
+            }
+        }
+    }
+    let (Some(date), Some(authorization)) = (date, authorization) else {
+        return Err("the SigV4 signer did not add X-Amz-Date and Authorization".to_string());
+    };
+    let mut headers = vec![
+        TokenHeader {
+            key: "host",
+            value: sts_host,
+        },
+        TokenHeader {
+            key: "x-amz-date",
+            value: date,
+        },
+    ];
+    if let Some(session_token) = session_token {
+        headers.push(TokenHeader {
+            key: "x-amz-security-token",
+            value: session_token,
+        });
+    }
+    headers.push(TokenHeader {
+        key: GCP_TARGET_RESOURCE_HEADER,
+        value: target_resource,
+    });
+    headers.push(TokenHeader {
+        key: "Authorization",
+        value: authorization,
+    });
+    let token = TokenJson {
+        url: &url,
+        method: "POST",
+        headers,
+        body: "",
+    };
+    let json =
+        serde_json::to_string(&token).map_err(|e| format!("cannot serialize the token: {e}"))?;
+    Ok(form_urlencode(&json))
+}
+
+/// `text` URL-encoded by `application/x-www-form-urlencoded` rules
+/// (alphanumerics and `*-._` kept, space as `+`, the rest `%XX`).
+fn form_urlencode(text: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(text.len() * 2);
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(char::from(b));
+            }
+            b' ' => out.push('+'),
+            _ => {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
+        }
+    }
+    out
+}
+
 /// Checks `config` against the plugin's rules; returns the signing region
 /// and the STS host.
 fn check_config(config: &AwsTokenConfig) -> Result<(String, String), String> {
@@ -649,7 +800,7 @@ fn whole_seconds(time: SystemTime) -> SystemTime {
 
 /// A credentials error as one line, with its causes, naming the chain when
 /// nothing provided credentials.
-fn credentials_error(error: &CredentialsError) -> String {
+pub fn credentials_error(error: &CredentialsError) -> String {
     let mut causes = Vec::new();
     let mut source = error.source();
     while let Some(e) = source {

@@ -183,6 +183,7 @@ struct RawUpstreamCredential {
     prefix: String,
     google: Option<RawGoogleCredential>,
     aws_token: Option<AwsTokenSettings>,
+    google_from_aws: Option<crate::gcp_federation::GcpFederationSettings>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,6 +315,10 @@ pub enum UpstreamCredential {
         /// OAuth scopes; empty means Spanner data access.
         scopes: Vec<String>,
     },
+    /// Google access tokens by workload identity federation from this
+    /// task's AWS credentials (signed subject token, STS exchange, optional
+    /// service-account impersonation).
+    GoogleFromAws(crate::gcp_federation::GcpFederationSettings),
 }
 
 /// Where an upstream secret is read from; the secret itself never sits in
@@ -787,13 +792,28 @@ fn upstream_credential(
     let c = spanned.into_inner();
     let kinds = usize::from(c.google.is_some())
         + usize::from(c.aws_token.is_some())
+        + usize::from(c.google_from_aws.is_some())
         + usize::from(c.header.is_some() || c.value_env.is_some() || c.value_file.is_some());
     if kinds > 1 {
         check.at(
             span,
-            "upstream_credential is one of `{ header, value_env | value_file, prefix }`, `{ google = { ... } }` or `{ aws_token = { audience, ... } }`, not several",
+            "upstream_credential is one of `{ header, value_env | value_file, prefix }`, `{ google = { ... } }`, `{ google_from_aws = { audience, ... } }` or `{ aws_token = { audience, ... } }`, not several",
         );
         return None;
+    }
+    if let Some(federation) = c.google_from_aws {
+        if !c.prefix.is_empty() {
+            check.at(
+                span,
+                "upstream_credential `prefix` applies to `header` only",
+            );
+            return None;
+        }
+        if let Err(e) = federation.check() {
+            check.at(span, format!("upstream_credential.google_from_aws: {e}"));
+            return None;
+        }
+        return Some(UpstreamCredential::GoogleFromAws(federation));
     }
     if let Some(aws) = c.aws_token {
         return Some(UpstreamCredential::AwsToken(aws));

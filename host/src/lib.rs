@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod gate;
+pub mod gcp_federation;
 pub mod identity_cache;
 pub mod listener;
 pub mod metrics;

@@ -191,6 +191,13 @@ pub async fn upstream_auth(listener: &ListenerConfig) -> Result<UpstreamAuth, St
             tracing::info!(listener = %listener.name, credentials = %auth.describe(), "upstream Google credentials ready");
             Ok(UpstreamAuth::Google(auth))
         }
+        Some(UpstreamCredential::GoogleFromAws(settings)) => {
+            let auth = GoogleAuth::from_aws(settings)
+                .await
+                .map_err(|e| format!("listener `{}`: {e}", listener.name))?;
+            tracing::info!(listener = %listener.name, credentials = %auth.describe(), "upstream Google credentials (from AWS) ready");
+            Ok(UpstreamAuth::Google(auth))
+        }
     }
 }
 

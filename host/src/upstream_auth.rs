@@ -43,6 +43,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::aws_token::AwsTokenMinter;
+use crate::gcp_federation::{GcpFederation, GcpFederationSettings};
 use google_cloud_auth::credentials::{
     self, CacheableResource, Credentials, EntityTag, external_account,
     external_account_authorized_user, impersonated, service_account, user_account,
@@ -268,6 +269,30 @@ impl GoogleAuth {
         Self::launch(Source::File(path.to_path_buf()), scopes, REFRESH_INTERVAL).await
     }
 
+    /// GCP workload identity federation from this task's AWS credentials
+    /// (the AWS default chain, ECS container credentials included): a signed
+    /// `GetCallerIdentity` subject token exchanged at `settings.token_url`,
+    /// then, if configured, service-account impersonation
+    /// ([`crate::gcp_federation`]). Otherwise as [`GoogleAuth::start`].
+    ///
+    /// # Errors
+    /// Invalid settings, or no first token (naming the token endpoint's host).
+    pub async fn from_aws(settings: &GcpFederationSettings) -> Result<Self, String> {
+        let federation = GcpFederation::from_environment(settings)
+            .await
+            .map_err(|e| format!("upstream auth: Google credentials from AWS: {e}"))?;
+        Self::from_federation(federation, &settings.scopes, REFRESH_INTERVAL).await
+    }
+
+    /// [`GoogleAuth::from_aws`] with a given federation and poll interval.
+    pub(crate) async fn from_federation(
+        federation: GcpFederation,
+        scopes: &[String],
+        interval: Duration,
+    ) -> Result<Self, String> {
+        Self::launch(Source::Aws(Arc::new(federation)), scopes, interval).await
+    }
+
     /// The `authorization` header to send now.
     pub fn header(&self) -> Option<(HeaderName, HeaderValue)> {
         self.current
@@ -352,12 +377,25 @@ fn install_ring_provider() {
 enum Source {
     Adc,
     File(PathBuf),
+    Aws(Arc<GcpFederation>),
 }
 
 /// Builds the credentials (spawning the library's own token task) and says
 /// what they are.
 fn build(source: &Source, scopes: &[String]) -> Result<(Credentials, About), String> {
     match source {
+        Source::Aws(federation) => {
+            let about = About {
+                kind: "external_account".to_string(),
+                origin: federation.origin(),
+                subject: Some(federation.subject()),
+                endpoint: Some(url_host(federation.token_url())),
+            };
+            let credentials = federation
+                .credentials(scopes, std::env::var(QUOTA_PROJECT_ENV).ok())
+                .map_err(|e| about.failure(&e))?;
+            Ok((credentials, about))
+        }
         Source::Adc => {
             let about = About::adc(|name| std::env::var_os(name));
             let credentials = credentials::Builder::default()
