@@ -23,6 +23,10 @@ pub struct AuditRecord {
     pub time: String,
     /// The request ID the caller also received.
     pub request_id: String,
+    /// The request ID the caller sent, when it sent one (an intentgate
+    /// sidecar sends its own), to join the hops of one call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller_request_id: Option<String>,
     /// Listener name.
     pub listener: String,
     /// Peer address.

@@ -83,6 +83,9 @@ pub enum LookupAnswer {
     Found(Vec<u8>),
     /// Upstream does not know it; the message is upstream's.
     NotFound(String),
+    /// Upstream refused to tell (e.g. an intentgate gateway whose policies
+    /// deny this caller); the message is upstream's.
+    Refused(String),
 }
 
 /// A boxed future, so the lookup can be a trait object.
@@ -475,6 +478,15 @@ impl Gate {
                     record,
                     DenyKind::NotFound,
                     format!("capability {shown} is unknown upstream: {message}"),
+                ));
+            }
+            Ok(LookupAnswer::Refused(message)) => {
+                return Err(deny(
+                    record,
+                    DenyKind::Forbidden,
+                    format!(
+                        "upstream refused to say what capability {shown} is bound to: {message}"
+                    ),
                 ));
             }
             Err(e) => {

@@ -17,6 +17,18 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// The request ID a caller sent (e.g. an intentgate sidecar's), kept in the
+/// audit record to join the hops; only short, plain tokens are kept.
+pub fn caller_request_id(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    (!text.is_empty()
+        && text.len() <= 128
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+    .then(|| text.to_string())
+}
+
 /// The credential in a header value: the whole value when `scheme` is
 /// empty, else what follows `<scheme> ` (scheme case-insensitive).
 pub fn credential_from(value: &HeaderValue, scheme: &str) -> Option<Vec<u8>> {

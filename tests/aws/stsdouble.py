@@ -40,7 +40,8 @@ REGION = "us-east-1"
 STS_HOST = f"sts.{REGION}.amazonaws.com"
 USER = "ecs-agent"  # stands in for the ECS agent, which assumes task roles for tasks
 ROLE_PATH = "/ecs-tasks/"  # STS drops the path from assumed-role ARNs; policies omit it
-ROLES = ("TaskRoleA", "TaskRoleB")
+# IntentgateGateway: the gateway task's own role (test_mission.py federates it to Google).
+ROLES = ("TaskRoleA", "TaskRoleB", "IntentgateGateway")
 
 
 def role_arn(role: str) -> str:

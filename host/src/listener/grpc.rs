@@ -178,7 +178,10 @@ impl GrpcProxy {
             }
             (None, None) => None,
         };
-        parts.headers.remove(&REQUEST_ID);
+        record.caller_request_id = parts
+            .headers
+            .remove(&REQUEST_ID)
+            .and_then(|v| super::caller_request_id(&v));
         let deadline = parts
             .headers
             .get("grpc-timeout")
@@ -593,6 +596,7 @@ impl CapabilityLookup for Upstream {
                     Ok(LookupAnswer::Found(message.to_vec()))
                 }
                 Some(5) => Ok(LookupAnswer::NotFound(message.unwrap_or_default())),
+                Some(7 | 16) => Ok(LookupAnswer::Refused(message.unwrap_or_default())),
                 Some(code) => Err(format!(
                     "upstream answered grpc-status {code}: {}",
                     message.unwrap_or_default()

@@ -121,7 +121,10 @@ impl HttpProxy {
             }
             (None, None) => None,
         };
-        req.headers_mut().remove(&REQUEST_ID);
+        record.caller_request_id = req
+            .headers_mut()
+            .remove(&REQUEST_ID)
+            .and_then(|v| super::caller_request_id(&v));
         let call = CallInput {
             protocol: "http".into(),
             method: req.method().to_string(),

@@ -65,16 +65,22 @@ fn parse_session<'a>(bytes: &'a [u8], what: &str) -> Result<SessionMsg<'a>, Refu
 }
 
 /// The `creator_role` a CreateSession (`session`) or BatchCreateSessions
-/// (`session_template`) request asks for, `""` when it asks for none.
-pub fn requested_role(rpc: Rpc, session: Option<&[u8]>) -> Result<&str, Refusal> {
+/// (`session_template`) request asks for, `""` when it asks for none. With
+/// several occurrences (merged by protobuf), the last role set wins, as it
+/// does for Spanner.
+pub fn requested_role<'a>(rpc: Rpc, parts: &[&'a [u8]]) -> Result<&'a str, Refusal> {
     let what = match rpc {
         Rpc::BatchCreateSessions => "session_template",
         _ => "session",
     };
-    match session {
-        Some(bytes) => Ok(parse_session(bytes, what)?.creator_role),
-        None => Ok(""),
+    let mut role = "";
+    for part in parts {
+        let asked = parse_session(part, what)?.creator_role;
+        if !asked.is_empty() {
+            role = asked;
+        }
     }
+    Ok(role)
 }
 
 /// The bytes that force `creator_role = role` on a session-creating request.
@@ -108,7 +114,7 @@ pub fn bind(
             names::shown(role)
         )));
     }
-    let requested = requested_role(req.rpc, req.field2)?;
+    let requested = requested_role(req.rpc, &req.session_parts)?;
     if !requested.is_empty() && requested != role {
         return Err(malformed(format!(
             "the client asked for database role {} but its policy maps it to {}",

@@ -516,6 +516,11 @@ pub(crate) struct Request<'a> {
     /// Field 1, parsed.
     pub names: names::Names<'a>,
     pub field2: Option<&'a [u8]>,
+    /// CreateSession's `session` / BatchCreateSessions' `session_template`:
+    /// every occurrence, in order. Protobuf merges repeated embedded
+    /// messages (a proxy in front of this one may have appended a
+    /// `creator_role`), so these are read merged, not refused.
+    pub session_parts: Vec<&'a [u8]>,
     pub field3: Option<&'a [u8]>,
     /// ExecuteBatchDml: the combined `sql_kind` of its statements.
     pub batch_kind: Option<&'static str>,
@@ -570,6 +575,7 @@ pub(crate) fn read_request<'a>(
     let mut field1 = None;
     let mut field2 = None;
     let mut field3 = None;
+    let mut session_parts = Vec::new();
     let mut batch_kind: Option<&'static str> = None;
     for field in wire::fields(body) {
         let field = field.map_err(|e| wire_error(rpc.name(), e))?;
@@ -577,7 +583,13 @@ pub(crate) fn read_request<'a>(
             1 => once(&mut field1, field, field1_name)?,
             2 => {
                 if let Some(what) = field2_name {
-                    once(&mut field2, field, what)?;
+                    if matches!(rpc, Rpc::CreateSession | Rpc::BatchCreateSessions) {
+                        let mut part = None;
+                        once(&mut part, field, what)?;
+                        session_parts.push(part.unwrap_or_default());
+                    } else {
+                        once(&mut field2, field, what)?;
+                    }
                 }
             }
             3 => {
@@ -615,6 +627,7 @@ pub(crate) fn read_request<'a>(
         rpc,
         names,
         field2,
+        session_parts,
         field3,
         batch_kind,
     })
@@ -721,7 +734,7 @@ pub fn classify(
     let (action, transaction) = match rpc {
         Rpc::CreateSession | Rpc::BatchCreateSessions => {
             // Checked again in `bind`; refused early when unreadable.
-            crate::bind::requested_role(rpc, req.field2)?;
+            crate::bind::requested_role(rpc, &req.session_parts)?;
             (Action::Connect, Transaction::None)
         }
         Rpc::GetSession | Rpc::ListSessions | Rpc::DeleteSession => {

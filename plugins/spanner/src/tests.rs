@@ -837,14 +837,15 @@ fn bind_forces_creator_role_on_create_session() {
         assert_eq!(got.multiplexed, original.multiplexed);
         assert_eq!(got.labels, original.labels);
         assert_eq!(forced.database, DB);
-        // When the client sent a `session`, the bound message repeats field
-        // 2 on purpose: it goes upstream only, and a client sending it would
-        // be refused as ambiguous.
-        if session.is_some() {
-            assert!(malformed("CreateSession", &body).contains("more than once"));
-        } else {
-            assert!(run("CreateSession", &body).is_ok());
-        }
+        // The bound message may repeat field 2; protobuf merges it, so a
+        // second intentgate (a gateway behind a sidecar) reads the forced
+        // role, accepts the same mapping and refuses another one.
+        assert!(run("CreateSession", &body).is_ok());
+        assert!(bind_call("CreateSession", &body, "orders_reader").is_ok());
+        assert!(matches!(
+            bind_call("CreateSession", &body, "orders_writer"),
+            Err(Refusal::Malformed(m)) if m.contains("asked for database role \"orders_reader\"")
+        ));
         // `observe` may be shown either form of the request.
         let response = pb::Session {
             name: SESSION.into(),
@@ -918,16 +919,21 @@ fn bind_refuses_conflicts_and_bad_calls() {
         bind_call("BatchCreateSessions", &template_admin, "reader"),
         Err(Refusal::Malformed(m)) if m.contains("asked for database role \"admin\"")
     ));
-    // A session message sent twice, or a role sent twice inside it.
+    // A session message sent twice is merged (the last role set wins); a
+    // role sent twice inside one message is ambiguous.
     let mut twice = pb::CreateSessionRequest {
         database: DB.into(),
-        session: Some(pb::Session::default()),
+        session: Some(pb::Session {
+            creator_role: "admin".into(),
+            ..Default::default()
+        }),
     }
     .encode_to_vec();
     twice.extend(bind::creator_role_bytes("reader"));
+    assert!(bind_call("CreateSession", &twice, "reader").is_ok());
     assert!(matches!(
-        bind_call("CreateSession", &twice, "reader"),
-        Err(Refusal::Malformed(m)) if m.contains("more than once")
+        bind_call("CreateSession", &twice, "admin"),
+        Err(Refusal::Malformed(m)) if m.contains("asked for database role \"reader\"")
     ));
     let mut session = Vec::new();
     crate::wire::put_bytes(&mut session, 5, b"reader");
