@@ -509,47 +509,19 @@ pub fn sign_gcp_subject_token(
     time: SystemTime,
 ) -> Result<String, String> {
     let url = format!("https://{sts_host}/?{BODY}");
-    let identity = credentials.clone().into();
-    let params: aws_sigv4::http_request::SigningParams<'_> = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name("sts")
-        .time(time)
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| format!("cannot set up SigV4 signing: {e}"))?
-        .into();
-    let request = SignableRequest::new(
-        "POST",
-        url.as_str(),
-        [
+    let signed = sign_sigv4(
+        credentials,
+        &url,
+        &[
             ("host", sts_host),
             (GCP_TARGET_RESOURCE_HEADER, target_resource),
-        ]
-        .into_iter(),
-        SignableBody::Bytes(b""),
-    )
-    .map_err(|e| format!("cannot sign the GetCallerIdentity request: {e}"))?;
-    let (instructions, _signature) = aws_sigv4::http_request::sign(request, &params)
-        .map_err(|e| format!("cannot sign the GetCallerIdentity request: {e}"))?
-        .into_parts();
-    let (added, _query) = instructions.into_parts();
-    let (mut date, mut authorization, mut session_token) = (None, None, None);
-    for header in &added {
-        match header.name() {
-            "x-amz-date" => date = Some(header.value()),
-            "authorization" => authorization = Some(header.value()),
-            "x-amz-security-token" => session_token = Some(header.value()),
-            other => {
-                return Err(format!(
-                    "the SigV4 signer added the header `{other}`, which the subject token does not carry"
-                ));
-            }
-        }
-    }
-    let (Some(date), Some(authorization)) = (date, authorization) else {
-        return Err("the SigV4 signer did not add X-Amz-Date and Authorization".to_string());
-    };
+        ],
+        b"",
+        region,
+        time,
+    )?;
+    let (date, authorization) = (signed.date.as_str(), signed.authorization.as_str());
+    let session_token = signed.session_token.as_deref();
     let mut headers = vec![
         TokenHeader {
             key: "host",
@@ -697,18 +669,24 @@ struct TokenJson<'a> {
     body: &'a str,
 }
 
-/// Signs `POST https://<sts_host>/` with the body
-/// `Action=GetCallerIdentity&Version=2011-06-15` and the audience header;
-/// returns the token JSON.
-fn sign_token(
+/// The headers SigV4 adds to a GetCallerIdentity request.
+struct Signed {
+    date: String,
+    authorization: String,
+    session_token: Option<String>,
+}
+
+/// Signs `POST url` with exactly `headers` and `body` for STS in `region`;
+/// refuses any header the signer adds beyond date, authorization and
+/// session token (the verifiers refuse them too).
+fn sign_sigv4(
     credentials: &Credentials,
-    audience_header: &str,
-    audience: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
     region: &str,
-    sts_host: &str,
     time: SystemTime,
-) -> Result<String, String> {
-    let url = format!("https://{sts_host}/");
+) -> Result<Signed, String> {
     let identity = credentials.clone().into();
     let params: aws_sigv4::http_request::SigningParams<'_> = v4::SigningParams::builder()
         .identity(&identity)
@@ -721,14 +699,9 @@ fn sign_token(
         .into();
     let request = SignableRequest::new(
         "POST",
-        url.as_str(),
-        [
-            ("content-type", CONTENT_TYPE),
-            ("host", sts_host),
-            (audience_header, audience),
-        ]
-        .into_iter(),
-        SignableBody::Bytes(BODY.as_bytes()),
+        url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body),
     )
     .map_err(|e| format!("cannot sign the GetCallerIdentity request: {e}"))?;
     let (instructions, _signature) = aws_sigv4::http_request::sign(request, &params)
@@ -738,9 +711,9 @@ fn sign_token(
     let (mut date, mut authorization, mut session_token) = (None, None, None);
     for header in &added {
         match header.name() {
-            "x-amz-date" => date = Some(header.value()),
-            "authorization" => authorization = Some(header.value()),
-            "x-amz-security-token" => session_token = Some(header.value()),
+            "x-amz-date" => date = Some(header.value().to_string()),
+            "authorization" => authorization = Some(header.value().to_string()),
+            "x-amz-security-token" => session_token = Some(header.value().to_string()),
             other => {
                 return Err(format!(
                     "the SigV4 signer added the header `{other}`, which the verifier refuses"
@@ -748,14 +721,47 @@ fn sign_token(
             }
         }
     }
-    let (Some(date), Some(authorization), Some(session_token)) =
-        (date, authorization, session_token)
-    else {
+    let (Some(date), Some(authorization)) = (date, authorization) else {
+        return Err("the SigV4 signer did not add X-Amz-Date and Authorization".to_string());
+    };
+    Ok(Signed {
+        date,
+        authorization,
+        session_token,
+    })
+}
+
+/// Signs `POST https://<sts_host>/` with the body
+/// `Action=GetCallerIdentity&Version=2011-06-15` and the audience header;
+/// returns the token JSON.
+fn sign_token(
+    credentials: &Credentials,
+    audience_header: &str,
+    audience: &str,
+    region: &str,
+    sts_host: &str,
+    time: SystemTime,
+) -> Result<String, String> {
+    let url = format!("https://{sts_host}/");
+    let signed = sign_sigv4(
+        credentials,
+        &url,
+        &[
+            ("content-type", CONTENT_TYPE),
+            ("host", sts_host),
+            (audience_header, audience),
+        ],
+        BODY.as_bytes(),
+        region,
+        time,
+    )?;
+    let Some(session_token) = signed.session_token.as_deref() else {
         return Err(
             "the SigV4 signer did not add X-Amz-Date, Authorization and X-Amz-Security-Token"
                 .to_string(),
         );
     };
+    let (date, authorization) = (signed.date.as_str(), signed.authorization.as_str());
     let token = TokenJson {
         url: &url,
         method: "POST",
