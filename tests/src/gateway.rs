@@ -134,10 +134,13 @@ impl Gateway {
         std::fs::read_to_string(self.audit.with_extension("log")).unwrap_or_default()
     }
 
-    /// Every audit record written so far.
+    /// Every audit record written so far. A last line without its newline
+    /// is still being written and is left for the next read.
     pub fn audit_records(&self) -> Result<Vec<Value>> {
         let text = std::fs::read_to_string(&self.audit).unwrap_or_default();
-        text.lines()
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
+            .lines()
             .map(|l| {
                 serde_json::from_str(l).with_context(|| format!("audit line is not JSON: {l}"))
             })
