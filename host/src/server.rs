@@ -275,6 +275,20 @@ pub async fn run(config: Config) -> Result<(), Vec<String>> {
         .map_err(|e| vec![format!("cannot open the audit output: {e}")])?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
+    // The admin endpoints come up first: /healthz answers while listeners
+    // are still being set up, and /readyz says 503 until they all are.
+    let ready = Arc::new(listener::admin::Readiness::default());
+    if let Some(bind) = config.admin_bind {
+        let socket = tokio::net::TcpListener::bind(bind)
+            .await
+            .map_err(|e| vec![format!("admin listener: cannot bind {bind}: {e}")])?;
+        tracing::info!(address = %bind, "admin endpoints /healthz and /readyz");
+        servers.push(tokio::spawn(listener::admin::serve(
+            socket,
+            ready.clone(),
+            stop_rx.clone(),
+        )));
+    }
     for l in &config.listeners {
         let gate = Gate::new(
             &l.name,
@@ -356,18 +370,6 @@ pub async fn run(config: Config) -> Result<(), Vec<String>> {
             }
         };
         servers.push(served);
-    }
-    let ready = Arc::new(listener::admin::Readiness::default());
-    if let Some(bind) = config.admin_bind {
-        let socket = tokio::net::TcpListener::bind(bind)
-            .await
-            .map_err(|e| vec![format!("admin listener: cannot bind {bind}: {e}")])?;
-        tracing::info!(address = %bind, "admin endpoints /healthz and /readyz");
-        servers.push(tokio::spawn(listener::admin::serve(
-            socket,
-            ready.clone(),
-            stop_rx.clone(),
-        )));
     }
     let reloader = tokio::spawn(watch_for_reloads(
         config.clone(),
