@@ -282,7 +282,9 @@ impl GrpcProxy {
         } else {
             let (parts, first, body) = response;
             record.latency_us = started.elapsed().as_micros() as u64;
-            let relayed = Relayed::new(body, first, record.clone(), self.audit.clone());
+            // The relayed body owns the record from here and writes it when the
+            // stream ends; nothing else reads it after this.
+            let relayed = Relayed::new(body, first, std::mem::take(record), self.audit.clone());
             Reply::Relayed(Response::from_parts(
                 self.downstream_parts(parts, &request_id),
                 relayed.boxed(),
