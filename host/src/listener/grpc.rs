@@ -14,7 +14,9 @@ mod channels;
 mod retry;
 pub mod wire;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -111,7 +113,19 @@ impl GrpcProxy {
     }
 
     /// Handles one call: read, decide, forward or refuse, audit.
-    pub async fn handle(
+    ///
+    /// The future is boxed: a call's state (message, audit record, the
+    /// connector call) is several KiB, and hyper moves the service future
+    /// into each stream's task, so moving a pointer beats copying the state.
+    pub fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, hyper::Error>> + Send>> {
+        Box::pin(self.handle_call(req, peer))
+    }
+
+    async fn handle_call(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
