@@ -129,7 +129,7 @@ const MAX_LIST_ITEMS: usize = 64;
 /// The runtime: one engine, one linker per plugin kind.
 pub struct PluginRuntime {
     engine: Engine,
-    _ticker: engine::EpochTicker,
+    ticker: Arc<engine::EpochTicker>,
     identity_linker: Linker<CallState>,
     connector_linker: Linker<CallState>,
     tls: Arc<rustls::ClientConfig>,
@@ -161,7 +161,7 @@ impl PluginRuntime {
         .map_err(runtime)?;
         Ok(Self {
             engine,
-            _ticker: ticker,
+            ticker: Arc::new(ticker),
             identity_linker,
             connector_linker,
             tls: outbound::default_tls(),
@@ -206,7 +206,7 @@ impl PluginRuntime {
                 ))
             })?;
         // Ask the plugin about itself in a store with no outbound access.
-        let probe = Caller::new(&self.engine, spec, None);
+        let probe = Caller::new(&self.engine, &self.ticker, spec, None);
         let probe_pre = pre.clone();
         let (metadata, config_check, schema, principal_types) = probe
             .call("load", |store| {
@@ -235,7 +235,7 @@ impl PluginRuntime {
             return Err(refused("declares no principal types".into()));
         }
         Ok(IdentityPlugin {
-            caller: Caller::new(&self.engine, spec, Some(client)),
+            caller: Caller::new(&self.engine, &self.ticker, spec, Some(client)),
             pre,
             info: PluginInfo {
                 name: spec.name.clone(),
@@ -271,7 +271,7 @@ impl PluginRuntime {
                     "is not a connector plugin for intentgate:plugin@0.1.0: {e:#}"
                 ))
             })?;
-        let caller = Caller::new(&self.engine, spec, None);
+        let caller = Caller::new(&self.engine, &self.ticker, spec, None);
         let probe_pre = pre.clone();
         let (metadata, config_check, schema) = caller
             .call("load", |store| {
@@ -322,6 +322,9 @@ pub struct PluginInfo {
 /// Runs guest calls under the sandbox budget: one fresh store per call.
 struct Caller {
     engine: Engine,
+    /// Held so the epochs that enforce the CPU budget keep ticking for as
+    /// long as this plugin can be called, even if the runtime is dropped.
+    _ticker: Arc<engine::EpochTicker>,
     shared: Arc<PluginShared>,
     slots: Arc<Semaphore>,
 }
@@ -336,11 +339,13 @@ const STOP_DEADLINE: u8 = 2;
 impl Caller {
     fn new(
         engine: &Engine,
+        ticker: &Arc<engine::EpochTicker>,
         spec: &PluginSpec,
         outbound: Option<Arc<outbound::OutboundClient>>,
     ) -> Self {
         Self {
             engine: engine.clone(),
+            _ticker: ticker.clone(),
             shared: Arc::new(PluginShared {
                 name: spec.name.clone(),
                 config_json: spec.config_json.clone(),
