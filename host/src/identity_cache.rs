@@ -5,7 +5,7 @@
 //! Keys are SHA-256 digests of the provider name and the credential: the
 //! cache never holds a credential itself.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -100,6 +100,24 @@ impl IdentityCache {
         }
     }
 
+    /// Identities held now, by the provider that verified them (expired
+    /// ones not yet evicted included: this is what the cache holds). For the
+    /// `/metrics` gauge, computed when scraped: one pass under the read lock.
+    pub fn entries_by_provider(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        if let Ok(map) = self.entries.read() {
+            for identity in map.values() {
+                match counts.get_mut(identity.provider.as_str()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        counts.insert(identity.provider.clone(), 1);
+                    }
+                }
+            }
+        }
+        counts
+    }
+
     /// `(hits, misses)` so far.
     pub fn stats(&self) -> (u64, u64) {
         (
@@ -165,6 +183,20 @@ mod tests {
         assert_ne!(digest("a", b"x"), digest("a", b"y"));
         // Length-prefixing stops "ab"+"c" colliding with "a"+"bc".
         assert_ne!(digest("ab", b"c"), digest("a", b"bc"));
+    }
+
+    #[test]
+    fn entries_are_counted_by_provider() {
+        let cache = IdentityCache::new(10);
+        assert!(cache.entries_by_provider().is_empty());
+        let mut other = identity(1000);
+        other.provider = "q".into();
+        cache.insert(digest("p", b"1"), identity(1000), 0);
+        cache.insert(digest("p", b"2"), identity(1000), 0);
+        cache.insert(digest("q", b"1"), other, 0);
+        let counts = cache.entries_by_provider();
+        assert_eq!(counts.get("p"), Some(&2));
+        assert_eq!(counts.get("q"), Some(&1));
     }
 
     #[test]

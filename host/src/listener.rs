@@ -72,8 +72,17 @@ fn strip_hop_by_hop(headers: &mut ::http::HeaderMap) {
     }
 }
 
-/// Serves one listener until `shutdown` turns true, then drains the
-/// connections in flight.
+/// How long connections may take to finish their calls once shutdown starts.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves one listener until `shutdown` turns true, then drains.
+///
+/// Draining: the listening socket is closed at once, so new connections
+/// are refused (not left unanswered in the kernel's backlog); every open
+/// connection is told to shut down gracefully (HTTP/2: GOAWAY, so clients
+/// open no new streams on it; HTTP/1.1: idle connections close, busy ones
+/// close after their response), and calls in flight run to the end, for at
+/// most [`DRAIN_TIMEOUT`].
 pub async fn serve<H, F, B>(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -142,8 +151,11 @@ pub async fn serve<H, F, B>(
             }
         }
     }
-    // Drain: let in-flight requests finish, up to 30 seconds.
-    if tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown())
+    // Refuse new connections from now on; connections the kernel accepted
+    // but this loop did not are reset.
+    drop(listener);
+    // Drain: let in-flight requests finish.
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
         .is_err()
     {

@@ -4,6 +4,11 @@
 //! bounded set of label values (listener, decision, policy id, plugin,
 //! origin). Most request metrics are derived from the audit record, so
 //! what the metrics say and what the audit trail says cannot drift apart.
+//!
+//! Gauges (cache sizes, open upstream connections, trust anchor ages,
+//! readiness) are not kept here: the admin listener computes them when
+//! `/metrics` is scraped ([`Gauge`], [`Metrics::render_with`]), so the
+//! request path never pays for them and they never go stale.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,7 +24,21 @@ const LATENCY_BUCKETS: [f64; 12] = [
     0.25,
 ];
 
-type Labels = Vec<(&'static str, String)>;
+/// Label names and values of one series.
+pub type Labels = Vec<(&'static str, String)>;
+
+/// One gauge sample, computed when `/metrics` is scraped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gauge {
+    /// The metric name (`intentgate_…`).
+    pub name: &'static str,
+    /// Its `# HELP` text.
+    pub help: &'static str,
+    /// Its labels.
+    pub labels: Labels,
+    /// Its value.
+    pub value: f64,
+}
 
 /// Counters of one name, by label set.
 #[derive(Default)]
@@ -187,15 +206,23 @@ impl Metrics {
             .add(vec![("listener", listener.to_string())], 1);
     }
 
-    /// Sets a gauge.
+    /// Sets a gauge that stays until set again. Prefer computing gauges at
+    /// scrape time ([`Gauge`], [`Self::render_with`]): a stored series
+    /// outlives what it measured.
     pub fn gauge(&self, name: &'static str, labels: Labels, value: f64) {
         if let Ok(mut g) = self.gauges.write() {
             g.insert((name, labels), value);
         }
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition of what the registry holds.
     pub fn render(&self) -> String {
+        self.render_with(&[])
+    }
+
+    /// The Prometheus text exposition, with `scraped` gauges (computed by
+    /// the caller at scrape time) after the registry's own metrics.
+    pub fn render_with(&self, scraped: &[Gauge]) -> String {
         let mut out = String::new();
         let counters: [(&str, &str, &Family); 7] = [
             (
@@ -267,15 +294,34 @@ impl Metrics {
                 let _ = writeln!(out, "{name}_count{} {count}", render_labels(labels, None));
             }
         }
-        if let Ok(gauges) = self.gauges.read() {
-            let mut last = "";
-            for ((name, labels), value) in gauges.iter() {
-                if *name != last {
-                    let _ = writeln!(out, "# TYPE {name} gauge");
-                    last = name;
+        let mut gauges: Vec<Gauge> = scraped.to_vec();
+        if let Ok(stored) = self.gauges.read() {
+            gauges.extend(stored.iter().map(|((name, labels), value)| Gauge {
+                name,
+                help: "",
+                labels: labels.clone(),
+                value: *value,
+            }));
+        }
+        // One family's series must be together; the sort is stable, so each
+        // family keeps the order its series were given in.
+        gauges.sort_by_key(|g| g.name);
+        let mut last = "";
+        for g in &gauges {
+            if g.name != last {
+                if !g.help.is_empty() {
+                    let _ = writeln!(out, "# HELP {} {}", g.name, g.help);
                 }
-                let _ = writeln!(out, "{name}{} {value}", render_labels(labels, None));
+                let _ = writeln!(out, "# TYPE {} gauge", g.name);
+                last = g.name;
             }
+            let _ = writeln!(
+                out,
+                "{}{} {}",
+                g.name,
+                render_labels(&g.labels, None),
+                g.value
+            );
         }
         out
     }
@@ -341,5 +387,38 @@ mod tests {
         assert!(text.contains(
             "intentgate_plugin_call_seconds_bucket{plugin=\"aws\",export=\"authenticate\",result=\"ok\",le=\"0.000025\"} 0"
         ));
+    }
+
+    #[test]
+    fn scraped_gauges_render_grouped_by_family_with_help() {
+        let m = Metrics::default();
+        let gauge = |name, labels: Labels, value| Gauge {
+            name,
+            help: "Help text.",
+            labels,
+            value,
+        };
+        let text = m.render_with(&[
+            gauge("intentgate_b", vec![("listener", "x".into())], 1.0),
+            gauge("intentgate_a", vec![], 0.0),
+            gauge("intentgate_b", vec![("listener", "y\"z".into())], 2.5),
+        ]);
+        let tail: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.contains("intentgate_a"))
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                "# HELP intentgate_a Help text.",
+                "# TYPE intentgate_a gauge",
+                "intentgate_a 0",
+                "# HELP intentgate_b Help text.",
+                "# TYPE intentgate_b gauge",
+                "intentgate_b{listener=\"x\"} 1",
+                "intentgate_b{listener=\"y\\\"z\"} 2.5",
+            ],
+            "{text}"
+        );
     }
 }

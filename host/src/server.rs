@@ -11,12 +11,17 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use http::{HeaderName, HeaderValue};
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
 use crate::audit::{AuditOutput, AuditSink};
 use crate::aws_token::AwsTokenMinter;
+use crate::capability::CapabilitySize;
 use crate::config::{Config, CredentialSource, ListenerConfig, Protocol, UpstreamCredential};
 use crate::gate::Gate;
 use crate::identity_cache::IdentityCache;
 use crate::listener;
+use crate::listener::admin::Phase;
+use crate::metrics::Gauge;
 use crate::plugin::{ConnectorPlugin, IdentityPlugin, PluginRuntime, PluginSpec};
 use crate::policy::{self, LoadedPolicies, PolicyEngine, PolicySources, SchemaFragmentSource};
 use crate::trust::TrustAnchors;
@@ -261,33 +266,269 @@ pub fn static_upstream_credential(
     Ok(Some((header.clone(), value)))
 }
 
-/// Runs the proxy until SIGINT or SIGTERM.
+/// The signals intentgate acts on, installed first thing in [`run`]: from
+/// then on no signal meets its default action (which, for SIGHUP, is to end
+/// the process), start-up included.
+struct Signals {
+    term: Option<Signal>,
+    int: Option<Signal>,
+    hup: Option<Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        let install = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch {name}");
+                None
+            }
+        };
+        Self {
+            term: install(SignalKind::terminate(), "SIGTERM"),
+            int: install(SignalKind::interrupt(), "SIGINT"),
+            hup: install(SignalKind::hangup(), "SIGHUP; it will end the process"),
+        }
+    }
+
+    /// Waits for SIGTERM or SIGINT.
+    async fn shutdown(&mut self) {
+        if self.term.is_none() && self.int.is_none() {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+        tokio::select! {
+            () = next(&mut self.term) => {}
+            () = next(&mut self.int) => {}
+        }
+    }
+}
+
+/// The next delivery of `signal`; never, when it is not watched.
+async fn next(signal: &mut Option<Signal>) {
+    match signal {
+        Some(s) => {
+            if s.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether `signal` was delivered and not yet received (consumes it).
+async fn delivered(signal: &mut Option<Signal>) -> bool {
+    let Some(s) = signal.as_mut() else {
+        return false;
+    };
+    tokio::select! {
+        biased;
+        Some(()) = s.recv() => true,
+        () = std::future::ready(()) => false,
+    }
+}
+
+/// What a started proxy is made of.
+struct Running {
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    ready: Arc<listener::admin::Readiness>,
+    audit: AuditSink,
+    audit_task: tokio::task::JoinHandle<()>,
+    engine: Arc<PolicyEngine>,
+    trust: Arc<ArcSwap<TrustAnchors>>,
+    identities: HashMap<String, Arc<IdentityPlugin>>,
+    connectors: HashMap<String, Arc<ConnectorPlugin>>,
+    /// The policy files' fingerprint from before they were loaded.
+    loaded: Fingerprint,
+    /// The plugins' runtime: it owns the epoch ticker that enforces their CPU
+    /// budgets, so it must live as long as the plugins serve.
+    runtime: PluginRuntime,
+}
+
+/// Runs the proxy until SIGINT or SIGTERM, then drains (see
+/// [`listener::serve`]) and returns once the calls in flight are done and
+/// their audit records written.
+///
+/// Signals are watched before anything else: SIGTERM or SIGINT during
+/// start-up ends it (`Ok`, nothing is in flight yet); a SIGHUP during
+/// start-up is remembered and applied (one reload) once the proxy serves.
 ///
 /// # Errors
 /// Start-up failures, as printable lines.
 pub async fn run(config: Config) -> Result<(), Vec<String>> {
-    let assembly = Assembly::load(&config).await?;
+    let mut signals = Signals::install();
+    tracing::info!(config = %config.path.display(), "starting");
+    let running = tokio::select! {
+        running = start(&config) => running?,
+        () = signals.shutdown() => {
+            tracing::info!("shutdown requested during start-up; exiting");
+            return Ok(());
+        }
+    };
+    let Running {
+        servers,
+        stop,
+        ready,
+        audit,
+        audit_task,
+        engine,
+        trust,
+        identities,
+        connectors,
+        loaded,
+        runtime,
+    } = running;
+    let reload_now = delivered(&mut signals.hup).await;
+    if reload_now {
+        tracing::info!("a SIGHUP arrived during start-up; reloading now that intentgate serves");
+    }
+    let reloader = tokio::spawn(watch_for_reloads(
+        config.clone(),
+        identities,
+        connectors,
+        engine.clone(),
+        trust,
+        Triggers {
+            hup: signals.hup.take(),
+            loaded,
+            reload_now,
+        },
+    ));
+    tracing::info!(
+        policies = engine.current().policy_count(),
+        "intentgate ready"
+    );
+    ready.set(Phase::Serving);
+    signals.shutdown().await;
+    ready.set(Phase::Draining);
+    tracing::info!(
+        timeout_secs = listener::DRAIN_TIMEOUT.as_secs(),
+        "shutting down: /readyz answers 503, listeners closed, draining the calls in flight"
+    );
+    // The reload handler stays installed (a SIGHUP while draining is
+    // ignored); only its task ends.
+    reloader.abort();
+    let _ = stop.send(true);
+    for server in servers {
+        let _ = server.await;
+    }
+    drop(audit);
+    let _ = audit_task.await;
+    tracing::info!("drained; exiting");
+    drop(runtime);
+    // The admin listener is not awaited: it serves until the process exits.
+    Ok(())
+}
+
+/// What `/metrics` reads when scraped.
+struct GaugeSources {
+    cache: Arc<IdentityCache>,
+    providers: Vec<String>,
+    trust: Arc<ArcSwap<TrustAnchors>>,
+    /// Filled in as listeners are set up.
+    listeners: std::sync::Mutex<Vec<ListenerGauges>>,
+}
+
+/// A gRPC listener's gauges.
+struct ListenerGauges {
+    name: String,
+    capabilities: Option<CapabilitySize>,
+    upstream: Arc<listener::grpc::Upstream>,
+}
+
+impl GaugeSources {
+    fn gauges(&self) -> Vec<Gauge> {
+        let mut out = Vec::new();
+        let held = self.cache.entries_by_provider();
+        for provider in &self.providers {
+            out.push(Gauge {
+                name: "intentgate_identity_cache_entries",
+                help: "Verified identities held in the identity cache, by identity provider.",
+                labels: vec![("provider", provider.clone())],
+                value: held.get(provider).copied().unwrap_or(0) as f64,
+            });
+        }
+        if let Ok(listeners) = self.listeners.lock() {
+            for l in listeners.iter() {
+                if let Some(size) = &l.capabilities {
+                    out.push(Gauge {
+                        name: "intentgate_capability_cache_entries",
+                        help: "Capabilities (Spanner sessions) and their bound roles held, by gRPC listener.",
+                        labels: vec![("listener", l.name.clone())],
+                        value: size.get() as f64,
+                    });
+                }
+                out.push(Gauge {
+                    name: "intentgate_upstream_connections_open",
+                    help: "Upstream HTTP/2 connections open now, by gRPC listener.",
+                    labels: vec![("listener", l.name.clone())],
+                    value: l.upstream.stats().open as f64,
+                });
+            }
+        }
+        let now = crate::clock::now_unix();
+        let today = (now / 86_400) as i64;
+        let trust = self.trust.load();
+        for (anchor, _) in trust.expiring(now, i64::MAX) {
+            let labels = vec![
+                ("provider", anchor.provider.clone()),
+                ("anchor", anchor.id.clone()),
+            ];
+            out.push(Gauge {
+                name: "intentgate_trust_anchor_age_days",
+                help: "Whole UTC days since the trust anchor's last review (`reviewed`).",
+                labels: labels.clone(),
+                value: (today - anchor.reviewed_day) as f64,
+            });
+            out.push(Gauge {
+                name: "intentgate_trust_anchor_max_age_days",
+                help: "The age in days past which the trust anchor authenticates no one.",
+                labels,
+                value: anchor.max_age_days as f64,
+            });
+        }
+        out
+    }
+}
+
+/// Loads plugins and policies, opens the audit output, binds the admin
+/// listener and every proxy listener, and starts serving them.
+async fn start(config: &Config) -> Result<Running, Vec<String>> {
+    let loaded = fingerprint(config);
+    let assembly = Assembly::load(config).await?;
     let engine = Arc::new(PolicyEngine::new(assembly.policies));
     let trust = Arc::new(ArcSwap::from_pointee(config.trust.clone()));
     let cache = Arc::new(IdentityCache::new(config.identity_cache.max_entries));
     let base = config.path.parent().map(PathBuf::from).unwrap_or_default();
     let (audit, audit_task) = AuditSink::start(&AuditOutput::parse(&config.audit_output, &base))
         .map_err(|e| vec![format!("cannot open the audit output: {e}")])?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
+    let mut providers: Vec<String> = assembly.identities.keys().cloned().collect();
+    providers.sort();
+    let sources = Arc::new(GaugeSources {
+        cache: cache.clone(),
+        providers,
+        trust: trust.clone(),
+        listeners: std::sync::Mutex::new(Vec::new()),
+    });
     // The admin endpoints come up first: /healthz answers while listeners
-    // are still being set up, and /readyz says 503 until they all are.
+    // are still being set up, and /readyz says 503 until they all are. The
+    // admin task is not among `servers`: it serves until the process exits,
+    // so /readyz can say "draining" while the listeners drain.
     let ready = Arc::new(listener::admin::Readiness::default());
     if let Some(bind) = config.admin_bind {
         let socket = tokio::net::TcpListener::bind(bind)
             .await
             .map_err(|e| vec![format!("admin listener: cannot bind {bind}: {e}")])?;
-        tracing::info!(address = %bind, "admin endpoints /healthz and /readyz");
-        servers.push(tokio::spawn(listener::admin::serve(
+        tracing::info!(address = %bind, "admin endpoints /healthz, /readyz and /metrics");
+        let gauges = sources.clone();
+        tokio::spawn(listener::admin::serve(
             socket,
             ready.clone(),
-            stop_rx.clone(),
-        )));
+            Arc::new(move || gauges.gauges()),
+        ));
     }
     for l in &config.listeners {
         let gate = Gate::new(
@@ -325,19 +566,28 @@ pub async fn run(config: Config) -> Result<(), Vec<String>> {
                 )
                 .map_err(|e| vec![format!("listener `{}`: {e}", l.name)])?;
                 let upstream = Arc::new(listener::grpc::Upstream::new(channels, upstream_secret));
+                let grpc_settings = listener::grpc::GrpcSettings {
+                    credential_header: header,
+                    credential_scheme: l.credential.scheme.clone(),
+                    max_message_bytes: settings.max_message_bytes,
+                    tls: tls.is_some(),
+                    ambient: ambient_credential(l).await.map_err(|e| vec![e])?,
+                };
                 let proxy = Arc::new(listener::grpc::GrpcProxy::new(
                     gate,
-                    upstream,
-                    listener::grpc::GrpcSettings {
-                        credential_header: header,
-                        credential_scheme: l.credential.scheme.clone(),
-                        max_message_bytes: settings.max_message_bytes,
-                        tls: tls.is_some(),
-                        ambient: ambient_credential(l).await.map_err(|e| vec![e])?,
-                    },
+                    upstream.clone(),
+                    grpc_settings,
                     audit.clone(),
                     settings.max_capabilities,
                 ));
+                let capabilities = Some(proxy.capability_size());
+                if let Ok(mut listeners) = sources.listeners.lock() {
+                    listeners.push(ListenerGauges {
+                        name: l.name.clone(),
+                        capabilities,
+                        upstream,
+                    });
+                }
                 tokio::spawn(listener::serve(
                     socket,
                     tls,
@@ -371,48 +621,26 @@ pub async fn run(config: Config) -> Result<(), Vec<String>> {
         };
         servers.push(served);
     }
-    let reloader = tokio::spawn(watch_for_reloads(
-        config.clone(),
-        assembly.identities,
-        assembly.connectors,
-        engine.clone(),
+    Ok(Running {
+        servers,
+        stop,
+        ready,
+        audit,
+        audit_task,
+        engine,
         trust,
-    ));
-    tracing::info!(
-        policies = engine.current().policy_count(),
-        "intentgate ready"
-    );
-    ready.set(true);
-    wait_for_shutdown().await;
-    ready.set(false);
-    tracing::info!("shutting down: draining connections");
-    reloader.abort();
-    let _ = stop_tx.send(true);
-    for server in servers {
-        let _ = server.await;
-    }
-    drop(audit);
-    let _ = audit_task.await;
-    Ok(())
+        identities: assembly.identities,
+        connectors: assembly.connectors,
+        loaded,
+        runtime: assembly.runtime,
+    })
 }
 
-async fn wait_for_shutdown() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops intentgate");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
+/// Paths, sizes and modification times of the policy inputs.
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
 /// A cheap fingerprint of the policy inputs: paths, sizes and times.
-fn fingerprint(config: &Config) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+fn fingerprint(config: &Config) -> Fingerprint {
     let mut files = Vec::new();
     for path in config
         .policy
@@ -440,24 +668,51 @@ fn fingerprint(config: &Config) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
 /// How often policy files are checked for changes.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// What starts a reload.
+struct Triggers {
+    /// SIGHUP, when it could be watched.
+    hup: Option<Signal>,
+    /// The policy files' fingerprint from before they were loaded.
+    loaded: Fingerprint,
+    /// A SIGHUP arrived during start-up: reload at once.
+    reload_now: bool,
+}
+
 /// Reloads policies when their files change (if `policy.watch`) or on
 /// SIGHUP; SIGHUP also re-reads the trust anchors from the config file.
 /// An invalid new set or config is logged and the last good one stays.
+///
+/// A policy file changed during start-up is picked up on the first tick
+/// (the fingerprint compared against is from before the load), and a
+/// SIGHUP that arrived during start-up is applied at once.
 async fn watch_for_reloads(
     config: Config,
     identities: HashMap<String, Arc<IdentityPlugin>>,
     connectors: HashMap<String, Arc<ConnectorPlugin>>,
     engine: Arc<PolicyEngine>,
     trust: Arc<ArcSwap<TrustAnchors>>,
+    triggers: Triggers,
 ) {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut last = fingerprint(&config);
+    let Triggers {
+        mut hup,
+        loaded,
+        reload_now,
+    } = triggers;
+    let mut last = loaded;
     let mut ticker = tokio::time::interval(WATCH_INTERVAL);
+    let mut pending = reload_now;
     loop {
-        let signalled = tokio::select! {
-            _ = ticker.tick() => false,
-            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+        let signalled = if std::mem::take(&mut pending) {
+            true
+        } else {
+            tokio::select! {
+                _ = ticker.tick() => false,
+                () = next(&mut hup) => true,
+            }
         };
+        if signalled {
+            tracing::info!("SIGHUP: reloading the trust anchors and the policies");
+        }
         let now = fingerprint(&config);
         if !signalled && (!config.policy.watch || now == last) {
             continue;

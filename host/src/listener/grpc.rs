@@ -33,7 +33,7 @@ use retry::Backoff;
 use wire::Code;
 
 use crate::audit::{AuditRecord, AuditSink};
-use crate::capability::CapabilityCache;
+use crate::capability::{CapabilityCache, CapabilitySize};
 use crate::clock;
 use crate::gate::{Attempt, CapabilityLookup, DenyKind, Gate, LookupAnswer, LookupFuture, Verdict};
 use crate::listener::http::REQUEST_ID;
@@ -67,6 +67,7 @@ pub struct GrpcProxy {
     upstream: Arc<Upstream>,
     settings: GrpcSettings,
     audit: AuditSink,
+    capability_size: CapabilitySize,
 }
 
 /// The upstream side: connections and the proxy's own credential.
@@ -100,8 +101,10 @@ impl GrpcProxy {
         audit: AuditSink,
         max_capabilities: usize,
     ) -> Self {
+        let capabilities = Arc::new(CapabilityCache::new(max_capabilities));
+        let capability_size = capabilities.size();
         let gate = gate.with_capabilities(crate::gate::Capabilities {
-            cache: Arc::new(CapabilityCache::new(max_capabilities)),
+            cache: capabilities,
             upstream: upstream.clone(),
         });
         Self {
@@ -109,7 +112,13 @@ impl GrpcProxy {
             upstream,
             settings,
             audit,
+            capability_size,
         }
+    }
+
+    /// Reads how many capabilities this listener holds (the `/metrics` gauge).
+    pub fn capability_size(&self) -> CapabilitySize {
+        self.capability_size.clone()
     }
 
     /// Handles one call: read, decide, forward or refuse, audit.

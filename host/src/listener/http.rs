@@ -46,7 +46,8 @@ impl HttpProxy {
     /// Builds the proxy.
     ///
     /// # Errors
-    /// When the TLS roots for https upstreams cannot be loaded.
+    /// When the upstream is `https://` and the system's TLS roots cannot be
+    /// loaded (none found). An `http://` upstream needs no roots.
     pub fn new(
         gate: Gate,
         credential_header: HeaderName,
@@ -56,12 +57,26 @@ impl HttpProxy {
         audit: AuditSink,
         tls: bool,
     ) -> Result<Self, String> {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| format!("cannot load TLS roots for the upstream: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .build();
+        let connector = if upstream.scheme() == Some(&http::uri::Scheme::HTTPS) {
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_native_roots()
+                .map_err(|e| format!("cannot load TLS roots for the upstream: {e}"))?
+                .https_only()
+                .enable_http1()
+                .build()
+        } else {
+            // Plain HTTP: TLS is never used, so no roots are loaded (a
+            // system without a CA bundle must still proxy to http://). An
+            // empty root store fails closed should TLS ever be attempted.
+            let no_roots = rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(no_roots)
+                .https_or_http()
+                .enable_http1()
+                .build()
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(60))
             .build(connector);
