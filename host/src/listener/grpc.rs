@@ -329,6 +329,17 @@ impl GrpcProxy {
         let mut attempt = 1;
         loop {
             let outcome = self.attempt(head, framed.clone(), deadline).await;
+            // A retry counts once it went upstream: a wait that overran the
+            // caller's deadline sent nothing.
+            if attempt > 1 {
+                if matches!(outcome, Attempted::DeadlineExceeded { sent: false }) {
+                    record.errors.push(format!(
+                        "attempt {attempt}: the caller's deadline passed during the wait; not sent"
+                    ));
+                } else {
+                    record.retries += 1;
+                }
+            }
             let retry_reason = match &outcome {
                 Attempted::Failed(e) => format!("upstream failed: {e}"),
                 Attempted::Answered(parts, first, _) => {
@@ -348,7 +359,7 @@ impl GrpcProxy {
                         _ => String::new(),
                     }
                 }
-                Attempted::DeadlineExceeded => String::new(),
+                Attempted::DeadlineExceeded { .. } => String::new(),
             };
             let wait = backoff.next();
             let may_retry = replay_safe
@@ -360,7 +371,6 @@ impl GrpcProxy {
                     "attempt {attempt}: {retry_reason}; retrying in {} ms",
                     wait.as_millis()
                 ));
-                record.retries += 1;
                 attempt += 1;
                 tokio::time::sleep(wait).await;
                 continue;
@@ -379,7 +389,7 @@ impl GrpcProxy {
                         &format!("upstream unavailable: {e}"),
                     ))
                 }
-                Attempted::DeadlineExceeded => Err(self.refuse_upstream(
+                Attempted::DeadlineExceeded { .. } => Err(self.refuse_upstream(
                     record,
                     Code::DeadlineExceeded,
                     "the call's deadline passed before upstream answered",
@@ -399,7 +409,7 @@ impl GrpcProxy {
         let remaining = match deadline {
             Some(d) => match d.checked_duration_since(Instant::now()) {
                 Some(r) if !r.is_zero() => Some(r),
-                _ => return Attempted::DeadlineExceeded,
+                _ => return Attempted::DeadlineExceeded { sent: false },
             },
             None => None,
         };
@@ -423,7 +433,7 @@ impl GrpcProxy {
         let result = match remaining {
             Some(r) => match tokio::time::timeout(r, sending).await {
                 Ok(result) => result,
-                Err(_) => return Attempted::DeadlineExceeded,
+                Err(_) => return Attempted::DeadlineExceeded { sent: true },
             },
             None => sending.await,
         };
@@ -714,7 +724,11 @@ enum Attempted {
         Incoming,
     ),
     Failed(String),
-    DeadlineExceeded,
+    /// The caller's deadline passed; `sent` says whether this attempt had
+    /// gone upstream (a retry whose wait overran the deadline has not).
+    DeadlineExceeded {
+        sent: bool,
+    },
 }
 
 /// A response whose audit record is written now, or by the relayed body
