@@ -9,7 +9,7 @@
 //! asks upstream (the connector's `lookup`), so no shared store is needed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
@@ -25,42 +25,19 @@ struct Entry {
     learned_at: u64,
 }
 
-type Shards = Vec<Mutex<HashMap<String, Entry>>>;
-
 /// A bounded map from capability to bound value.
 pub struct CapabilityCache {
-    shards: Arc<Shards>,
+    shards: Vec<Mutex<HashMap<String, Entry>>>,
     max_per_shard: usize,
-}
-
-/// How many capabilities a cache holds, read at `/metrics` scrape time.
-/// Holds no strong reference: a dropped cache reads as empty.
-#[derive(Clone)]
-pub struct CapabilitySize(Weak<Shards>);
-
-impl CapabilitySize {
-    /// Number of capabilities held now.
-    pub fn get(&self) -> usize {
-        self.0.upgrade().map_or(0, |shards| count(&shards))
-    }
-}
-
-fn count(shards: &Shards) -> usize {
-    shards.iter().map(|s| s.lock().map_or(0, |m| m.len())).sum()
 }
 
 impl CapabilityCache {
     /// An empty cache holding about `max_entries` capabilities.
     pub fn new(max_entries: usize) -> Self {
         Self {
-            shards: Arc::new((0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect()),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             max_per_shard: (max_entries / SHARDS).max(1),
         }
-    }
-
-    /// A handle that reads this cache's size (for the `/metrics` gauge).
-    pub fn size(&self) -> CapabilitySize {
-        CapabilitySize(Arc::downgrade(&self.shards))
     }
 
     fn shard(&self, capability: &str) -> Option<&Mutex<HashMap<String, Entry>>> {
@@ -105,7 +82,10 @@ impl CapabilityCache {
 
     /// Number of capabilities held.
     pub fn len(&self) -> usize {
-        count(&self.shards)
+        self.shards
+            .iter()
+            .map(|s| s.lock().map_or(0, |m| m.len()))
+            .sum()
     }
 
     /// Whether the cache is empty.
@@ -137,18 +117,6 @@ mod tests {
         }
         assert!(cache.len() <= 32, "{}", cache.len());
         assert_eq!(cache.get("s999", 200).as_deref(), Some("r"));
-    }
-
-    #[test]
-    fn the_size_handle_follows_the_cache() {
-        let cache = CapabilityCache::new(32);
-        let size = cache.size();
-        cache.insert("s1", "reader", 100);
-        cache.insert("s2", "reader", 100);
-        assert_eq!(size.get(), 2);
-        assert_eq!(cache.size().get(), 2);
-        drop(cache);
-        assert_eq!(size.get(), 0, "a dropped cache reads as empty");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::audit::{AuditOutput, AuditSink};
 use crate::aws_token::AwsTokenMinter;
-use crate::capability::CapabilitySize;
+use crate::capability::CapabilityCache;
 use crate::config::{Config, CredentialSource, ListenerConfig, Protocol, UpstreamCredential};
 use crate::gate::Gate;
 use crate::identity_cache::IdentityCache;
@@ -433,7 +433,7 @@ struct GaugeSources {
 /// A gRPC listener's gauges.
 struct ListenerGauges {
     name: String,
-    capabilities: Option<CapabilitySize>,
+    capabilities: Arc<CapabilityCache>,
     upstream: Arc<listener::grpc::Upstream>,
 }
 
@@ -451,14 +451,12 @@ impl GaugeSources {
         }
         if let Ok(listeners) = self.listeners.lock() {
             for l in listeners.iter() {
-                if let Some(size) = &l.capabilities {
-                    out.push(Gauge {
-                        name: "intentgate_capability_cache_entries",
-                        help: "Capabilities (Spanner sessions) and their bound roles held, by gRPC listener.",
-                        labels: vec![("listener", l.name.clone())],
-                        value: size.get() as f64,
-                    });
-                }
+                out.push(Gauge {
+                    name: "intentgate_capability_cache_entries",
+                    help: "Capabilities (Spanner sessions) and their bound roles held, by gRPC listener.",
+                    labels: vec![("listener", l.name.clone())],
+                    value: l.capabilities.len() as f64,
+                });
                 out.push(Gauge {
                     name: "intentgate_upstream_connections_open",
                     help: "Upstream HTTP/2 connections open now, by gRPC listener.",
@@ -580,7 +578,7 @@ async fn start(config: &Config) -> Result<Running, Vec<String>> {
                     audit.clone(),
                     settings.max_capabilities,
                 ));
-                let capabilities = Some(proxy.capability_size());
+                let capabilities = proxy.capabilities().clone();
                 if let Ok(mut listeners) = sources.listeners.lock() {
                     listeners.push(ListenerGauges {
                         name: l.name.clone(),

@@ -33,7 +33,7 @@ use retry::Backoff;
 use wire::Code;
 
 use crate::audit::{AuditRecord, AuditSink};
-use crate::capability::{CapabilityCache, CapabilitySize};
+use crate::capability::CapabilityCache;
 use crate::clock;
 use crate::gate::{Attempt, CapabilityLookup, DenyKind, Gate, LookupAnswer, LookupFuture, Verdict};
 use crate::listener::http::REQUEST_ID;
@@ -67,7 +67,7 @@ pub struct GrpcProxy {
     upstream: Arc<Upstream>,
     settings: GrpcSettings,
     audit: AuditSink,
-    capability_size: CapabilitySize,
+    capabilities: Arc<CapabilityCache>,
 }
 
 /// The upstream side: connections and the proxy's own credential.
@@ -102,9 +102,8 @@ impl GrpcProxy {
         max_capabilities: usize,
     ) -> Self {
         let capabilities = Arc::new(CapabilityCache::new(max_capabilities));
-        let capability_size = capabilities.size();
         let gate = gate.with_capabilities(crate::gate::Capabilities {
-            cache: capabilities,
+            cache: capabilities.clone(),
             upstream: upstream.clone(),
         });
         Self {
@@ -112,13 +111,13 @@ impl GrpcProxy {
             upstream,
             settings,
             audit,
-            capability_size,
+            capabilities,
         }
     }
 
-    /// Reads how many capabilities this listener holds (the `/metrics` gauge).
-    pub fn capability_size(&self) -> CapabilitySize {
-        self.capability_size.clone()
+    /// The capabilities this listener has learned (read by the `/metrics` gauge).
+    pub fn capabilities(&self) -> &Arc<CapabilityCache> {
+        &self.capabilities
     }
 
     /// Handles one call: read, decide, forward or refuse, audit.
