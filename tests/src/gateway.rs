@@ -228,7 +228,7 @@ pub struct OidcHttpConfig<'a> {
 impl<'a> OidcHttpConfig<'a> {
     /// The defaults: reviewed today, nothing extra.
     pub fn new(issuer: &'a str, upstream: &'a str, port: u16) -> Self {
-        let today = intentgate::clock::format_date((intentgate::clock::now_unix() / 86_400) as i64);
+        let today = crate::today();
         Self {
             issuer,
             upstream,

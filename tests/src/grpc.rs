@@ -1042,7 +1042,7 @@ impl GrpcGateway {
         let policies = policies.parent().map(PathBuf::from).unwrap_or_default();
         let audit = dir.path().join("audit.jsonl");
         let port = crate::free_port()?;
-        let today = intentgate::clock::format_date((intentgate::clock::now_unix() / 86_400) as i64);
+        let today = crate::today();
         let config = format!(
             r#"[audit]
 output = {audit}

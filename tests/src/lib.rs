@@ -26,6 +26,29 @@ use std::path::{Path, PathBuf};
 
 pub use peers::{EchoUpstream, IssuerStats, MintRequest, OidcIssuer, TokenKind};
 
+/// Today's UTC date (`YYYY-MM-DD`), e.g. for a trust anchor reviewed today.
+pub fn today() -> String {
+    days_from_today(0)
+}
+
+/// The UTC date `days` days from today (negative: in the past).
+pub fn days_from_today(days: i64) -> String {
+    intentgate::clock::format_date((intentgate::clock::now_unix() / 86_400) as i64 + days)
+}
+
+/// Runs a test body, failing it if it takes longer than `limit` (no test may hang CI).
+///
+/// # Errors
+/// The body's error, or that it did not finish in time.
+pub async fn bounded(
+    limit: std::time::Duration,
+    test: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(limit, test)
+        .await
+        .map_err(|_| anyhow::anyhow!("the test did not finish within {limit:?}"))?
+}
+
 /// The repository root (the directory holding the workspace `Cargo.toml`).
 pub fn repo_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));

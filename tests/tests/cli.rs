@@ -30,7 +30,7 @@ fn run(args: &[&str]) -> Result<(i32, String, String)> {
 fn quickstart_copy(dir: &TempDir) -> Result<std::path::PathBuf> {
     let root = repo_root();
     // The committed review date ages with the calendar; the copy is reviewed today.
-    let today = intentgate::clock::format_date((intentgate::clock::now_unix() / 86_400) as i64);
+    let today = intentgate_tests::today();
     let text = std::fs::read_to_string(root.join("examples/quickstart/intentgate.toml"))?
         .replace("../../plugins/", &format!("{}/plugins/", root.display()))
         .lines()

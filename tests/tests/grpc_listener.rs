@@ -36,9 +36,7 @@ const MAX_MESSAGE: usize = 1024;
 const TEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 async fn bounded(test: impl Future<Output = Result<()>>) -> Result<()> {
-    tokio::time::timeout(TEST_TIMEOUT, test)
-        .await
-        .map_err(|_| anyhow!("the test did not finish within {TEST_TIMEOUT:?}"))?
+    intentgate_tests::bounded(TEST_TIMEOUT, test).await
 }
 
 struct Setup {

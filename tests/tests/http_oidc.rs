@@ -12,7 +12,7 @@
 
 use anyhow::Result;
 use intentgate_tests::gateway::{Gateway, OidcHttpConfig, TempDir};
-use intentgate_tests::{EchoUpstream, OidcIssuer, TokenKind, free_port, http};
+use intentgate_tests::{EchoUpstream, OidcIssuer, TokenKind, free_port, http, today};
 
 const POLICIES: &str = r#"
 @id("alice-reads-orders")
@@ -39,10 +39,6 @@ struct Setup {
     gateway: Gateway,
     admin: String,
     _dir: TempDir,
-}
-
-fn today() -> String {
-    intentgate::clock::format_date((intentgate::clock::now_unix() / 86_400) as i64)
 }
 
 async fn setup(reviewed: &str) -> Result<Setup> {
@@ -264,8 +260,7 @@ async fn identities_are_cached_and_rotated_keys_are_fetched_once() -> Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_trust_anchor_authenticates_no_one() -> Result<()> {
-    let reviewed =
-        intentgate::clock::format_date((intentgate::clock::now_unix() / 86_400) as i64 - 45);
+    let reviewed = intentgate_tests::days_from_today(-45);
     let s = setup(&reviewed).await?;
     let alice = s.issuer.mint_for(TokenKind::Valid, "alice", "it").await?;
     let response = get(&s, "/orders/42", Some(&alice)).await?;

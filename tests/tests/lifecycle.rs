@@ -29,7 +29,7 @@ use intentgate_tests::gateway::{self, Gateway, OidcHttpConfig, TempDir};
 use intentgate_tests::grpc::{
     self, GrpcClient, GrpcGateway, Reply, ScriptedUpstream, code, read_reply, spanner, wire,
 };
-use intentgate_tests::{EchoUpstream, OidcIssuer, TokenKind, free_port, http};
+use intentgate_tests::{EchoUpstream, OidcIssuer, TokenKind, free_port, http, today};
 use tokio::sync::{Notify, watch};
 
 const POLICIES: &str = r#"@id("alice-reads-orders")
@@ -46,9 +46,7 @@ const START: Duration = Duration::from_secs(30);
 const TEST: Duration = Duration::from_secs(300);
 
 async fn bounded(test: impl Future<Output = Result<()>>) -> Result<()> {
-    tokio::time::timeout(TEST, test)
-        .await
-        .map_err(|_| anyhow!("the test did not finish within {TEST:?}"))?
+    intentgate_tests::bounded(TEST, test).await
 }
 
 /// Polls `probe` every 20 ms until it answers `Some`, for at most `within` (a probe that
@@ -88,10 +86,6 @@ async fn answers(url: &str, status: u16, within: Duration) -> Result<String> {
         },
     )
     .await
-}
-
-fn today() -> String {
-    intentgate::clock::format_date((intentgate::clock::now_unix() / 86_400) as i64)
 }
 
 // ---------------------------------------------------------------------------------------------

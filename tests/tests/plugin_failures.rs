@@ -22,7 +22,7 @@ async fn plugin_failures_deny_with_the_reason_in_the_audit() -> Result<()> {
         "@id(\"ok-reads\")\npermit (principal == Test::User::\"ok\", action in [Http::Action::\"read\"], resource);\n",
     )?;
     let port = free_port()?;
-    let today = intentgate::clock::format_date((intentgate::clock::now_unix() / 86_400) as i64);
+    let today = intentgate_tests::today();
     let config = format!(
         r#"
 [audit]
