@@ -32,7 +32,7 @@ ARG DEBIAN_RELEASE=bookworm
 # The official Rust image at the project's toolchain (Cargo.toml: rust-version = "1.95"), on the
 # same Debian release as the runtime stage, so the binary links against the same glibc.
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
-RUN rustup target add wasm32-wasip2
+RUN rustup target add wasm32-wasip2 wasm32-unknown-unknown
 WORKDIR /src
 # Only what the two cargo builds read, so editing docs or examples does not invalidate this layer.
 # (Not the usual "manifests first, dummy sources" trick: there are two workspaces whose member
@@ -58,7 +58,7 @@ RUN --mount=type=cache,id=intentgate-cargo-registry,target=/usr/local/cargo/regi
     scripts/build-plugins; \
     install -D -m 0755 target/release/intentgate /out/usr/local/bin/intentgate; \
     for plugin in aws_iam http oidc spanner; do \
-        install -D -m 0644 "plugins/target/wasm32-wasip2/release/intentgate_$plugin.wasm" \
+        install -D -m 0644 "plugins/target/components/intentgate_$plugin.wasm" \
             "/out/usr/lib/intentgate/plugins/intentgate_$plugin.wasm"; \
     done
 

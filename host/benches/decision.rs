@@ -30,7 +30,7 @@ use intentgate::policy::{LoadedPolicies, PolicyText, Query, SchemaFragmentSource
 
 fn plugin(name: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/target/wasm32-wasip2/release")
+        .join("../plugins/target/components")
         .join(format!("intentgate_{name}.wasm"));
     assert!(
         path.is_file(),

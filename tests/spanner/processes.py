@@ -144,10 +144,10 @@ def build_intentgate() -> Path:
 
 
 def plugin(name: str) -> Path:
-    """A guest plugin's .wasm from INTENTGATE_PLUGINS_DIR or plugins/target/.../release."""
+    """A guest plugin's .wasm from INTENTGATE_PLUGINS_DIR or plugins/target/components."""
     folder = Path(
         os.environ.get("INTENTGATE_PLUGINS_DIR")
-        or REPO_ROOT / "plugins/target/wasm32-wasip2/release"
+        or REPO_ROOT / "plugins/target/components"
     )
     path = folder / f"intentgate_{name}.wasm"
     if not path.is_file():

@@ -68,7 +68,7 @@ pub fn repo_root() -> PathBuf {
 )]
 pub fn plugin_path(name: &str) -> PathBuf {
     let path = repo_root()
-        .join("plugins/target/wasm32-wasip2/release")
+        .join("plugins/target/components")
         .join(format!("intentgate_{name}.wasm"));
     if !path.is_file() {
         panic!(

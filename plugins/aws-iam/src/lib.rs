@@ -19,6 +19,11 @@ mod bindings {
     export!(AwsIamProvider with_types_in self);
 }
 
+// Each call gets a fresh instance: bump-allocate, never free (guest crate docs).
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: intentgate_guest::CallArena = intentgate_guest::CallArena::new();
+
 mod arn;
 mod clock;
 mod config;

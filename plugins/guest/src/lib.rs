@@ -4,6 +4,9 @@
 
 use std::fmt::Write as _;
 
+mod call_arena;
+pub use call_arena::{ARENA_BYTES, CallArena};
+
 /// Why a credential was refused, mirroring the WIT `auth-error` variant so
 /// a plugin's pure logic does not depend on its bindings. Every variant
 /// carries a human reason; a reason never contains a credential or secret.

@@ -15,6 +15,11 @@ mod bindings {
     export!(OidcProvider with_types_in self);
 }
 
+// Each call gets a fresh instance: bump-allocate, never free (guest crate docs).
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: intentgate_guest::CallArena = intentgate_guest::CallArena::new();
+
 mod config;
 mod error;
 mod fetch;

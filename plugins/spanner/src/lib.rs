@@ -25,6 +25,11 @@ mod bindings {
     export!(SpannerConnector with_types_in self);
 }
 
+// Each call gets a fresh instance: bump-allocate, never free (guest crate docs).
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: intentgate_guest::CallArena = intentgate_guest::CallArena::new();
+
 mod bind;
 mod classify;
 mod config;
