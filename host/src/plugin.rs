@@ -9,6 +9,7 @@
 mod bindings;
 mod engine;
 pub mod grants;
+pub mod headers;
 pub mod limits;
 pub mod outbound;
 mod state;
@@ -293,9 +294,11 @@ impl PluginRuntime {
                 metadata.outbound.join(", ")
             )));
         }
+        let headers = headers::HeaderFilter::from_declared(metadata.headers).map_err(refused)?;
         Ok(ConnectorPlugin {
             caller,
             pre,
+            headers,
             info: PluginInfo {
                 name: spec.name.clone(),
                 version: metadata.version,
@@ -652,6 +655,8 @@ macro_rules! connector_call {
 pub struct ConnectorPlugin {
     caller: Caller,
     pre: bindings::connector::ConnectorPluginPre<CallState>,
+    /// The request headers its calls are given (what it declared).
+    headers: headers::HeaderFilter,
     info: PluginInfo,
 }
 
@@ -666,7 +671,7 @@ impl ConnectorPlugin {
     /// # Errors
     /// Any [`CallError`]; the caller must deny.
     pub async fn classify(&self, input: &CallInput) -> Result<Classification, CallError> {
-        let call = wit_call(input);
+        let call = wit_call(input, &self.headers);
         let answer = connector_call!(self, call_classify(&call))?;
         let c = &self.caller;
         let classification = answer.map_err(connector_refusal)?;
@@ -731,7 +736,7 @@ impl ConnectorPlugin {
     /// # Errors
     /// Any [`CallError`]; the caller must deny.
     pub async fn bind(&self, input: &CallInput, binding_value: &str) -> Result<Binding, CallError> {
-        let call = wit_call(input);
+        let call = wit_call(input, &self.headers);
         let value = binding_value.to_string();
         let answer = connector_call!(self, call_bind(&call, &value))?;
         let binding = answer.map_err(connector_refusal)?;
@@ -752,7 +757,7 @@ impl ConnectorPlugin {
         input: &CallInput,
         response: &[u8],
     ) -> Result<Vec<(String, String)>, CallError> {
-        let call = wit_call(input);
+        let call = wit_call(input, &self.headers);
         let response = response.to_vec();
         let answer = connector_call!(self, call_observe(&call, &response))?;
         let grants = answer.map_err(connector_refusal)?.grants;
@@ -783,12 +788,12 @@ impl ConnectorPlugin {
     }
 }
 
-fn wit_call(input: &CallInput) -> wit_connector::Call {
+fn wit_call(input: &CallInput, headers: &headers::HeaderFilter) -> wit_connector::Call {
     wit_connector::Call {
         protocol: input.protocol.clone(),
         method: input.method.clone(),
         path: input.path.clone(),
-        headers: input.headers.clone(),
+        headers: headers.apply(&input.headers),
         body: input.body.clone(),
     }
 }

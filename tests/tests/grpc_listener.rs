@@ -810,6 +810,8 @@ async fn refused_calls_never_reach_upstream_and_are_audited() -> Result<()> {
         repeated.extend(proto::bytes_field(1, s.session.as_bytes()));
         proto::put_bytes(&mut repeated, 3, b"SELECT 1");
         let too_big = execute_sql_of_len(&s.session, MAX_MESSAGE + 1);
+        // The connector declares its routing headers, so the host must pass this one to it.
+        let other_database = format!("{}-other", spanner::DATABASE);
 
         let cases: Vec<(&str, Metadata<'_>, Bytes, i32)> = vec![
             (
@@ -841,6 +843,15 @@ async fn refused_calls_never_reach_upstream_and_are_audited() -> Result<()> {
                 vec![],
                 wire::frame(&request),
                 code::UNAUTHENTICATED,
+            ),
+            (
+                "routing metadata naming another database",
+                vec![
+                    auth,
+                    ("google-cloud-resource-prefix", other_database.as_str()),
+                ],
+                wire::frame(&request),
+                code::INVALID_ARGUMENT,
             ),
         ];
         let before = s.upstream.requests().len();

@@ -124,6 +124,7 @@ impl Guest for AwsIamProvider {
             // STS hosts (and a test endpoint) are operator-configured: the
             // operator's grant decides.
             outbound: vec!["*".to_string()],
+            headers: Vec::new(),
         }
     }
 

@@ -53,6 +53,7 @@ impl Guest for Hostile {
             name: "hostile".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             outbound: load_config().map(|c| c.ask_outbound).unwrap_or_default(),
+            headers: Vec::new(),
         }
     }
 

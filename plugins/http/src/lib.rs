@@ -70,6 +70,9 @@ impl Guest for HttpConnector {
             name: "http".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             outbound: Vec::new(),
+            // Only the headers the operator put into the context (a bad
+            // config is refused by check-config before this matters).
+            headers: load_config().map(|c| c.context_headers).unwrap_or_default(),
         }
     }
 

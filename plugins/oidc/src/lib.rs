@@ -112,6 +112,7 @@ impl Guest for OidcProvider {
             version: env!("CARGO_PKG_VERSION").to_string(),
             // The issuer is operator-configured: the operator's grant decides.
             outbound: vec!["*".to_string()],
+            headers: Vec::new(),
         }
     }
 

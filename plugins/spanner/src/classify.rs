@@ -645,6 +645,10 @@ fn statement_kind(bytes: &[u8]) -> Result<&'static str, Refusal> {
     Ok(sql_kind(utf8(sql.unwrap_or_default(), "statements.sql")?))
 }
 
+/// The only metadata `classify` reads (declared in the plugin's metadata, so
+/// the host passes nothing else).
+pub const ROUTING_HEADERS: [&str; 2] = ["google-cloud-resource-prefix", "x-goog-request-params"];
+
 /// Refuses a call whose routing metadata names another database than its
 /// message. Spanner acts on the message, but the metadata routes the call
 /// and lands in logs; a disagreement is never legitimate. This only ever

@@ -79,6 +79,10 @@ impl Guest for SpannerConnector {
             name: "spanner".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             outbound: Vec::new(),
+            headers: classify::ROUTING_HEADERS
+                .iter()
+                .map(|h| (*h).to_string())
+                .collect(),
         }
     }
 

@@ -74,6 +74,9 @@ impl Guest for KvConnector {
             // Connectors never get network access: asking for any origin
             // stops the plugin from loading.
             outbound: Vec::new(),
+            // COPYING: the request headers your `classify` reads, lowercase; the
+            // host passes only these in `call.headers`. This one reads none.
+            headers: Vec::new(),
         }
     }
 
