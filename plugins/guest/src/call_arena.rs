@@ -16,12 +16,7 @@
 //! limit); elsewhere (native unit tests, which do not install it as the
 //! global allocator) exhaustion is an allocation failure.
 //!
-//! Install it in a plugin's `lib.rs`:
-//! ```ignore
-//! #[cfg(target_arch = "wasm32")]
-//! #[global_allocator]
-//! static ALLOCATOR: intentgate_guest::CallArena = intentgate_guest::CallArena::new();
-//! ```
+//! Install it in a plugin's `lib.rs` with `intentgate_guest::use_call_arena!();`.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -116,9 +111,9 @@ impl CallArena {
         ptr::null_mut()
     }
 
-    /// Bytes handed out from the static arena so far (for tests).
-    #[must_use]
-    pub fn used(&self) -> usize {
+    /// Bytes handed out from the static arena so far.
+    #[cfg(test)]
+    fn used(&self) -> usize {
         let base = self.arena.0.get() as usize;
         let next = self.next.load(Ordering::Relaxed);
         if (base..=base + ARENA_BYTES).contains(&next) {
@@ -133,6 +128,17 @@ impl Default for CallArena {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Makes [`CallArena`] the global allocator of a wasm guest (native builds,
+/// such as unit tests, keep the system allocator).
+#[macro_export]
+macro_rules! use_call_arena {
+    () => {
+        #[cfg(target_arch = "wasm32")]
+        #[global_allocator]
+        static ALLOCATOR: $crate::CallArena = $crate::CallArena::new();
+    };
 }
 
 fn align_up(addr: usize, align: usize) -> Option<usize> {

@@ -19,10 +19,8 @@ mod bindings {
     export!(HttpConnector with_types_in self);
 }
 
-// Each call gets a fresh instance: bump-allocate, never free (guest crate docs).
-#[cfg(target_arch = "wasm32")]
-#[global_allocator]
-static ALLOCATOR: intentgate_guest::CallArena = intentgate_guest::CallArena::new();
+// Each call gets a fresh instance: bump-allocate, never free.
+intentgate_guest::use_call_arena!();
 
 mod classify;
 mod config;

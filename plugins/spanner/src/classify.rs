@@ -647,7 +647,9 @@ fn statement_kind(bytes: &[u8]) -> Result<&'static str, Refusal> {
 
 /// The only metadata `classify` reads (declared in the plugin's metadata, so
 /// the host passes nothing else).
-pub const ROUTING_HEADERS: [&str; 2] = ["google-cloud-resource-prefix", "x-goog-request-params"];
+pub const ROUTING_HEADERS: [&str; 2] = [RESOURCE_PREFIX, REQUEST_PARAMS];
+const RESOURCE_PREFIX: &str = "google-cloud-resource-prefix";
+const REQUEST_PARAMS: &str = "x-goog-request-params";
 
 /// Refuses a call whose routing metadata names another database than its
 /// message. Spanner acts on the message, but the metadata routes the call
@@ -655,7 +657,7 @@ pub const ROUTING_HEADERS: [&str; 2] = ["google-cloud-resource-prefix", "x-goog-
 /// denies: nothing is authorized on headers.
 fn check_routing_headers(headers: &[(String, String)], database: &str) -> Result<(), Refusal> {
     for (name, value) in headers {
-        if name.eq_ignore_ascii_case("google-cloud-resource-prefix") {
+        if name.eq_ignore_ascii_case(RESOURCE_PREFIX) {
             if value != database {
                 return Err(malformed(format!(
                     "header google-cloud-resource-prefix {} does not name the request's database {}",
@@ -663,7 +665,7 @@ fn check_routing_headers(headers: &[(String, String)], database: &str) -> Result
                     names::shown(database)
                 )));
             }
-        } else if name.eq_ignore_ascii_case("x-goog-request-params") {
+        } else if name.eq_ignore_ascii_case(REQUEST_PARAMS) {
             for pair in value.split('&').filter(|p| !p.is_empty()) {
                 let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
                 if !matches!(key, "database" | "session" | "name") {
